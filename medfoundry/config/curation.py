@@ -1,0 +1,28 @@
+"""Profile section for the curate stage (entity tree, linking, cleaning, rebalancing, synthesis, features)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from medfoundry.config.sections import Section
+
+
+class CurationConfig(Section):
+    # Ontology inputs beyond the PyPI-shipped ones (Disease Ontology folder with HumanDO.tsv / DO_rare_slim.obo ...).
+    ontology_dir: str | None = None
+    # Caps for the tiny profile: the tree is built from at most this many nodes per source (None: all).
+    max_nodes_per_source: int | None = None
+    min_quality: float = Field(0.3, ge=0.0, le=1.0)
+    near_duplicate_threshold: float = Field(0.8, gt=0.0, le=1.0)
+    decontamination_ngram: int = Field(13, ge=3)
+    scrub_phi: bool = True
+    # Entity-aware resampling: weight ~ freq**(-temperature), capped at max_weight.
+    rebalance_temperature: float = Field(0.5, ge=0.0, le=1.0)
+    rebalance_max_weight: float = Field(10.0, ge=1.0)
+    # Knowledge-centric synthesis for sparse/uncovered entities.
+    synthesize: bool = True
+    synthesis_max_entities: int = Field(200, ge=0)
+    sparse_threshold: int = Field(2, ge=0)
+    rewriter_endpoint: str | None = None
+    rewriter_model: str | None = None
+    feast: bool = True

