@@ -8,27 +8,45 @@ from pydantic import Field
 
 from medfoundry.config.sections import Section
 
+Environment = Literal["dev", "staging", "prod"]
+
 
 class GateConfig(Section):
     # Minimum main score per benchmark name ("heldout" is the recipe's own held-out split).
     min_scores: dict[str, float] = Field(default_factory=dict)
-    # Largest allowed drop versus the current champion, per benchmark (absolute score points, 0..1).
+    # Largest allowed drop versus the current champion (absolute score points, 0..1); a drop that stays inside the
+    # candidate's 95% interval is treated as noise.
     max_regression: float = Field(0.02, ge=0.0, le=1.0)
+    # Per-benchmark overrides of max_regression.
+    max_regression_by_benchmark: dict[str, float] = Field(default_factory=dict)
     require_rare_not_worse: bool = True
     max_hallucination_rate: float | None = Field(None, ge=0.0, le=1.0)
 
 
 class GitOpsConfig(Section):
-    # Empty: a local git repository under the workspace (created on first promotion).
+    # Local checkout of the GitOps repository. Empty: <workspace>/gitops (created on first promotion, cloned from
+    # `remote` when one is set).
     repo: str = ""
+    # Git remote (URL or path) pushed after each promotion or rollback; None: commit locally only.
     remote: str | None = None
     branch: str = "main"
-    environment: Literal["dev", "staging", "prod"] = "dev"
+    environment: Environment = "dev"
+    # Kubernetes namespace per environment for the InferenceService; empty: "medfoundry-<env>".
+    namespaces: dict[str, str] = Field(default_factory=dict)
+    # KServe ServingRuntime (defined in platform/) that runs `medfoundry serve` for model format medfoundry-vlm.
+    runtime: str = "medfoundry-vlm"
+    service_name: str = "medfoundry-model"
 
 
 class ServingConfig(Section):
     max_batch_size: int = Field(8, ge=1)
     batch_timeout_ms: int = Field(10, ge=0)
+    # Requests waiting for a batch slot beyond this are refused with 429 and Retry-After.
     max_queue: int = Field(64, ge=1)
+    # Default and ceiling for max_tokens in a request.
     max_new_tokens: int = Field(64, ge=1)
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    # Images larger than this (long side, px) are downscaled before the processor sees them.
+    max_image_size: int = Field(448, ge=28)
+    # Request contents (prompts, images) are never logged unless this is set.
+    log_prompts: bool = False

@@ -108,3 +108,10 @@ def write_manifest(dataset_dir: Path, **fields: Any) -> dict:
 def read_manifest(dataset_dir: Path) -> dict:
     path = Path(dataset_dir) / MANIFEST
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+def assign_split(record_id: str, holdout_fraction: float, seed: int = 0) -> str:
+    """Deterministic train/holdout assignment by hash, so every stage and re-run agrees on the split."""
+    digest = hashlib.sha256(f"{seed}:{record_id}".encode()).digest()
+    bucket = int.from_bytes(digest[:8], "big") / 2**64
+    return "holdout" if bucket < holdout_fraction else "train"

@@ -1,0 +1,1 @@
+"""Thin KFP components, one folder per recipe stage."""

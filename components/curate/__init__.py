@@ -1,0 +1,3 @@
+from components.curate.component import curate
+
+__all__ = ["curate"]

@@ -1,0 +1,57 @@
+"""Kubernetes settings for pipeline tasks (kfp-kubernetes), taken from the profile's `cluster` section.
+
+The lead's pipeline calls `apply_kubernetes_settings(task, profile, stage_kind)` on every task. Local runs
+(`cluster.mode: local`) get nothing, so the same pipeline compiles for kfp.local and for a cluster.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+StageKind = Literal["cpu", "gpu", "trainjob"]
+
+# The chart's ReadWriteMany cache volume (tokenizers, extracted ontologies, HF and torch-extension caches).
+CACHE_PVC = "medfoundry-cache"
+CACHE_MOUNT = "/cache"
+S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+NON_ROOT_UID = 10001
+
+
+def apply_kubernetes_settings(task: Any, profile: Any, stage_kind: StageKind = "cpu") -> Any:
+    """Add Secrets as env, the cache PVC, labels and (for `gpu`) GPU limits, node selectors and tolerations.
+
+    stage_kind: `cpu` for curation/evaluation/orchestration steps, `gpu` for steps that use a GPU inside the pipeline
+    pod, `trainjob` for the CPU step that launches a TrainJob and waits for it (the GPUs belong to the TrainJob).
+    """
+    if stage_kind not in ("cpu", "gpu", "trainjob"):
+        raise ValueError(f"stage_kind must be cpu, gpu or trainjob, got {stage_kind!r}")
+    cluster = getattr(profile, "cluster", profile)
+    if cluster.mode != "kubernetes":
+        return task
+    from kfp import kubernetes
+
+    kubernetes.use_secret_as_env(task, secret_name=cluster.storage_secret, secret_key_to_env={k: k for k in S3_KEYS})
+    cache_pvc = getattr(cluster, "cache_pvc", CACHE_PVC)
+    if cache_pvc:
+        kubernetes.mount_pvc(task, pvc_name=cache_pvc, mount_path=CACHE_MOUNT)
+        task.set_env_variable("MEDFOUNDRY_CACHE_DIR", CACHE_MOUNT)
+        task.set_env_variable("HF_HOME", f"{CACHE_MOUNT}/huggingface")
+    kubernetes.set_security_context(task, run_as_user=NON_ROOT_UID, run_as_non_root=True)
+    kubernetes.set_image_pull_policy(task, "IfNotPresent")
+    kubernetes.add_pod_label(task, "app.kubernetes.io/part-of", "medfoundry")
+    kubernetes.add_pod_label(task, "medfoundry.io/stage-kind", stage_kind)
+    if stage_kind == "gpu" and cluster.gpus_per_node:
+        task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(cluster.gpus_per_node)
+        kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory")
+    if stage_kind == "gpu":
+        for key, value in cluster.node_selector.items():
+            kubernetes.add_node_selector(task, label_key=key, label_value=value)
+        for toleration in cluster.tolerations:
+            kubernetes.add_toleration(
+                task,
+                key=toleration.get("key"),
+                operator=toleration.get("operator"),
+                value=toleration.get("value"),
+                effect=toleration.get("effect"),
+            )
+    return task

@@ -1,0 +1,69 @@
+"""Upload compiled pipelines to a Kubeflow Pipelines API, one pipeline version per package version + git commit."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medfoundry.images import image_tag
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    pipeline_name: str
+    pipeline_id: str
+    version_name: str
+    version_id: str
+    created_pipeline: bool  # the first upload of this pipeline
+    created_version: bool  # False when this exact version was already there (re-running an upload is harmless)
+
+
+def pipeline_version_name(pipeline_name: str) -> str:
+    """`<pipeline>-<package version>-<git sha7>`: unique per source commit, readable in the KFP UI."""
+    return f"{pipeline_name}-{image_tag()}"
+
+
+def _find_version(client: Any, pipeline_id: str, version_name: str) -> str | None:
+    version_filter = json.dumps(
+        {"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": version_name}]}
+    )
+    response = client.list_pipeline_versions(pipeline_id=pipeline_id, filter=version_filter, page_size=1)
+    versions = response.pipeline_versions or []
+    return versions[0].pipeline_version_id if versions else None
+
+
+def upload_pipeline(
+    package_path: str | Path,
+    pipeline_name: str,
+    *,
+    host: str | None = None,
+    client: Any = None,
+    version_name: str | None = None,
+    description: str | None = None,
+) -> UploadResult:
+    """Upload `package_path` (compiled pipeline IR YAML) as a version of `pipeline_name`.
+
+    The first upload creates the pipeline (KFP names its first version after the pipeline) and then adds the
+    versioned name; later uploads add a version. An existing version of the same name is reported, not duplicated.
+    """
+    package = Path(package_path)
+    if not package.is_file():
+        raise FileNotFoundError(f"{package}: no compiled pipeline file")
+    if client is None:
+        import kfp
+
+        client = kfp.Client(host=host)
+    version_name = version_name or pipeline_version_name(pipeline_name)
+    pipeline_id = client.get_pipeline_id(pipeline_name)
+    created_pipeline = pipeline_id is None
+    if created_pipeline:
+        pipeline_id = client.upload_pipeline(str(package), pipeline_name=pipeline_name, description=description).pipeline_id
+    existing = _find_version(client, pipeline_id, version_name)
+    if existing:
+        return UploadResult(pipeline_name, pipeline_id, version_name, existing, created_pipeline, False)
+    version = client.upload_pipeline_version(
+        str(package), pipeline_version_name=version_name, pipeline_id=pipeline_id, description=description
+    )
+    return UploadResult(pipeline_name, pipeline_id, version_name, version.pipeline_version_id, created_pipeline, True)

@@ -1,0 +1,322 @@
+"""Run benchmarks against a backend and write the results.
+
+Layout of an evaluation folder:
+    <out>/<benchmark>/results.json        scores with 95% bootstrap intervals, counts, skipped rows, breakdowns
+    <out>/<benchmark>/predictions.parquet one row per item: prompt, output, extracted answer, gold, metrics
+    <out>/summary.json                    every benchmark's results plus benchmarks skipped for missing data
+    <out>/report.html                     the HTML report (plots embedded)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medfoundry.evaluation.backends import Backend, Generation, GenerationRequest
+from medfoundry.evaluation.benchmarks import Benchmark, BenchmarkDataMissing, EvalItem, Skipped, get_benchmark
+from medfoundry.evaluation.metrics import bootstrap_ci
+from medfoundry.evaluation.prompts import PromptMode, build_prompt
+from medfoundry.evaluation.scoring import EntityLinker, score_item
+
+log = logging.getLogger(__name__)
+
+RESULTS = "results.json"
+PREDICTIONS = "predictions.parquet"
+SUMMARY = "summary.json"
+REPORT = "report.html"
+NO_ENTITY = "no_entity"
+
+
+@dataclass
+class EvalSettings:
+    limit: int | None = None
+    prompt_mode: PromptMode = "plain"
+    bootstrap_samples: int = 1000
+    seed: int = 0
+    exclude_contaminated: bool = False
+
+
+@dataclass
+class BenchmarkRun:
+    benchmark: Benchmark
+    items: list[EvalItem]
+    skipped: list[Skipped] = field(default_factory=list)
+    data: str = ""
+
+
+class ItemAnnotator:
+    """Per-item annotations computed before generation: rarity tier and contamination."""
+
+    def __init__(
+        self,
+        rarity: Callable[[EvalItem], str] | None = None,
+        contamination: Callable[[EvalItem], float] | None = None,
+        contamination_threshold: float = 0.0,
+    ):
+        self.rarity = rarity
+        self.contamination = contamination
+        self.contamination_threshold = contamination_threshold
+
+
+def load_benchmark(name: str, data: Path, limit: int | None = None) -> BenchmarkRun:
+    bench = get_benchmark(name)
+    items, skipped = bench.load(Path(data), limit)
+    for row in skipped:
+        log.warning("%s: skipped %s:%s: %s", name, row.file, row.line, row.reason)
+    return BenchmarkRun(bench, items, skipped, str(data))
+
+
+def run_items(
+    run: BenchmarkRun,
+    backend: Backend,
+    out_dir: Path,
+    settings: EvalSettings,
+    linker: EntityLinker | None = None,
+    annotator: ItemAnnotator | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Evaluate one benchmark's items; writes <out>/<name>/results.json and predictions.parquet, returns results."""
+    import pandas as pd
+
+    bench, name = run.benchmark, run.benchmark.name
+    annotator = annotator or ItemAnnotator()
+    rarity = {it.id: annotator.rarity(it) for it in run.items} if annotator.rarity else {}
+    overlap = {it.id: annotator.contamination(it) for it in run.items} if annotator.contamination else {}
+    contaminated = {i for i, v in overlap.items() if v > annotator.contamination_threshold}
+    items = [it for it in run.items if not (settings.exclude_contaminated and it.id in contaminated)]
+
+    prompts = [build_prompt(it, settings.prompt_mode) for it in items]
+    requests = [GenerationRequest(p.system, p.user, it.image) for p, it in zip(prompts, items, strict=True)]
+    started = time.perf_counter()
+    generations: list[Generation] = backend.generate(requests, progress) if requests else []
+    elapsed = time.perf_counter() - started
+
+    rows = []
+    for item, prompt, gen in zip(items, prompts, generations, strict=True):
+        scored = score_item(item, gen.text, linker)
+        rows.append(
+            {
+                "benchmark": name,
+                "id": item.id,
+                "task": item.task,
+                "source": item.source,
+                "template": prompt.template_id,
+                "prompt": prompt.user,
+                "image": str(item.image) if item.image else None,
+                "output": gen.text,
+                "error": gen.error,
+                "extracted": scored.extraction.value,
+                "extraction": scored.extraction.method,
+                "unparseable": scored.unparseable,
+                "gold": item.answer,
+                "score": scored.metrics.get(bench.main_metric, math.nan),
+                "rarity": rarity.get(item.id),
+                "ngram_overlap": overlap.get(item.id),
+                "contaminated": item.id in contaminated if overlap else None,
+                "metrics": json.dumps(scored.metrics, sort_keys=True),
+            }
+        )
+    frame = pd.DataFrame(rows, columns=_COLUMNS)
+    results = summarize(run, frame, settings, contaminated, backend.description, elapsed)
+    bench_dir = Path(out_dir) / name
+    bench_dir.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(bench_dir / PREDICTIONS, index=False)
+    (bench_dir / RESULTS).write_text(json.dumps(results, indent=2, sort_keys=True, default=_json_default))
+    return results
+
+
+_COLUMNS = [
+    "benchmark", "id", "task", "source", "template", "prompt", "image", "output", "error", "extracted", "extraction",
+    "unparseable", "gold", "score", "rarity", "ngram_overlap", "contaminated", "metrics",
+]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return str(value)
+
+
+def _nan_to_none(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def metric_table(frame) -> dict[str, list[float]]:
+    """metric name -> per-item values (items lacking the metric are left out)."""
+    table: dict[str, list[float]] = {}
+    for blob in frame["metrics"]:
+        for key, value in json.loads(blob).items():
+            table.setdefault(key, []).append(float(value))
+    return table
+
+
+def summarize(
+    run: BenchmarkRun, frame, settings: EvalSettings, contaminated: set[str], backend: str, elapsed: float
+) -> dict[str, Any]:
+    bench = run.benchmark
+    n_resamples, seed = settings.bootstrap_samples, settings.seed
+    metrics = {}
+    for key, values in sorted(metric_table(frame).items()):
+        lo, hi = bootstrap_ci(values, n_resamples, seed)
+        metrics[key] = {"value": sum(values) / len(values), "ci95": [lo, hi], "n": len(values)}
+    main = metrics.get(bench.main_metric, {"value": math.nan, "ci95": [math.nan, math.nan], "n": 0})
+    n = len(frame)
+    n_unparseable = int(frame["unparseable"].sum()) if n else 0
+    results: dict[str, Any] = {
+        "benchmark": bench.name,
+        "metric": bench.main_metric,
+        "score": _nan_to_none(main["value"]),
+        "ci95": [_nan_to_none(v) for v in main["ci95"]],
+        "n": n,
+        "n_scored": n - n_unparseable,
+        "n_unparseable": n_unparseable,
+        "n_errors": int(frame["error"].notna().sum()) if n else 0,
+        "n_skipped": len(run.skipped),
+        "skipped": [s.as_dict() for s in run.skipped],
+        "metrics": {k: {**v, "value": _nan_to_none(v["value"])} for k, v in metrics.items()},
+        "unparseable_examples": frame.loc[frame["unparseable"], ["id", "output", "error"]].head(5).to_dict("records")
+        if n
+        else [],
+        "backend": backend,
+        "prompt_mode": settings.prompt_mode,
+        "templates": sorted(set(frame["template"])) if n else [],
+        "limit": settings.limit,
+        "data": run.data,
+        "seconds": round(elapsed, 3),
+    }
+    if bench.main_metric == "accuracy":
+        results["accuracy"] = results["score"]
+    results["by_rarity"] = _breakdown(frame, "rarity", n_resamples, seed)
+    overlap = frame["ngram_overlap"].dropna()
+    if len(overlap) or contaminated:
+        results["decontamination"] = {
+            "n_checked": len(run.items),
+            "n_contaminated": len(contaminated),
+            "excluded": settings.exclude_contaminated,
+            "contaminated_ids": sorted(contaminated)[:100],
+            "mean_overlap": float(overlap.mean()) if len(overlap) else 0.0,
+            # Scores on the clean items tell whether contamination inflated the headline number.
+            "clean": _subset_score(frame[frame["contaminated"] != True], n_resamples, seed),  # noqa: E712
+            "contaminated": _subset_score(frame[frame["contaminated"] == True], n_resamples, seed),  # noqa: E712
+        }
+    return results
+
+
+def _subset_score(frame, n_resamples: int, seed: int) -> dict[str, Any]:
+    values = [v for v in frame["score"].tolist() if not math.isnan(v)]
+    if not values:
+        return {"n": 0, "score": None, "ci95": [None, None]}
+    lo, hi = bootstrap_ci(values, n_resamples, seed)
+    return {"n": len(values), "score": sum(values) / len(values), "ci95": [lo, hi]}
+
+
+def _breakdown(frame, column: str, n_resamples: int, seed: int) -> dict[str, Any]:
+    if not len(frame) or frame[column].isna().all():
+        return {}
+    return {
+        str(tier): _subset_score(group, n_resamples, seed)
+        for tier, group in frame.groupby(column, dropna=True, sort=True)
+    }
+
+
+def evaluate(
+    benchmarks: Sequence[str],
+    data: Path | dict[str, Path],
+    backend: Backend,
+    out_dir: Path,
+    settings: EvalSettings | None = None,
+    linker: EntityLinker | None = None,
+    annotator: ItemAnnotator | None = None,
+    extra_runs: Sequence[BenchmarkRun] = (),
+    show_progress: bool = False,
+) -> dict[str, Any]:
+    """Evaluate `benchmarks` (names) whose data sits under `data` (a root folder, or per-benchmark paths), plus
+    already-loaded `extra_runs`. A benchmark without data is skipped with the reason; returns the summary."""
+    settings = settings or EvalSettings()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs: list[BenchmarkRun] = list(extra_runs)
+    missing: dict[str, str] = {}
+    for name in benchmarks:
+        path = data.get(name) if isinstance(data, dict) else data
+        if path is None:
+            missing[name] = "no data path given"
+            continue
+        try:
+            runs.append(load_benchmark(name, Path(path), settings.limit))
+        except BenchmarkDataMissing as err:
+            log.warning("skipping benchmark %s: %s", name, err)
+            missing[name] = str(err)
+
+    results: dict[str, dict[str, Any]] = {}
+    with _progress(show_progress) as bar:
+        for run in runs:
+            name = run.benchmark.name
+            task = bar.add_task(name, total=len(run.items)) if bar else None
+            advance = (lambda k, task=task: bar.advance(task, k)) if bar else None
+            results[name] = run_items(run, backend, out_dir, settings, linker, annotator, advance)
+            log.info("%s: %s %.4f over %d items", name, results[name]["metric"], results[name]["score"] or 0, results[name]["n"])
+    summary = {
+        "backend": backend.description,
+        "benchmarks": results,
+        "missing": missing,
+        "settings": settings.__dict__,
+        "rarity_available": annotator is not None and annotator.rarity is not None,
+        "decontamination_available": annotator is not None and annotator.contamination is not None,
+    }
+    (out_dir / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True, default=_json_default))
+    from medfoundry.evaluation.report import write_report
+
+    write_report(summary, out_dir / REPORT)
+    return summary
+
+
+class _NoProgress:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return _NoProgress()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+
+
+def flat_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """The flat key figures the gates and MLflow read: <bench>/score, /accuracy, /ci95_lo, /ci95_hi, /n,
+    /unparseable_rate, every metric by name, /rare/<main> and /rarity/<tier> for the rarity breakdown."""
+    flat: dict[str, float] = {}
+    for name, res in summary["benchmarks"].items():
+        if res["score"] is None:
+            continue
+        flat[f"{name}/score"] = res["score"]
+        if "accuracy" in res:
+            flat[f"{name}/accuracy"] = res["accuracy"]
+        flat[f"{name}/ci95_lo"], flat[f"{name}/ci95_hi"] = res["ci95"]
+        flat[f"{name}/n"] = float(res["n"])
+        flat[f"{name}/unparseable_rate"] = res["n_unparseable"] / res["n"] if res["n"] else 0.0
+        for key, value in res["metrics"].items():
+            if key not in ("accuracy",) and value["value"] is not None:
+                flat[f"{name}/{key}"] = value["value"]
+        for tier, tier_res in res.get("by_rarity", {}).items():
+            if tier_res["score"] is None:
+                continue
+            flat[f"{name}/rarity/{tier}"] = tier_res["score"]
+            if tier == "rare":
+                flat[f"{name}/rare/{res['metric']}"] = tier_res["score"]
+                flat[f"{name}/rare/score"] = tier_res["score"]
+        decon = res.get("decontamination")
+        if decon:
+            flat[f"{name}/n_contaminated"] = float(decon["n_contaminated"])
+    return {k: float(v) for k, v in flat.items() if v is not None and not math.isnan(float(v))}

@@ -1,0 +1,1 @@
+"""Stage entry points called by the KFP components, the pipeline registry, compilation and local runs."""

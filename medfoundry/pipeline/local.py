@@ -1,0 +1,154 @@
+"""Local (embedded) pipeline runs through kfp.local, and their per-stage status read back from MLflow."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medfoundry.config import Profile
+from medfoundry.workspace import Workspace
+
+
+@dataclass
+class StageStatus:
+    stage: str
+    status: str  # FINISHED | FAILED | RUNNING | SKIPPED | NOT RUN
+    duration_s: float | None = None
+    key_figure: str = ""
+    run_id: str = ""
+
+
+@dataclass
+class LocalRun:
+    run_id: str
+    pipeline: str
+    profile: str
+    workspace: str
+    status: str = "RUNNING"
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+    parent_run_id: str = ""
+    error: str = ""
+    tracking_uri: str = ""
+    model_name: str = ""
+    model_version: str = ""
+    model_aliases: list[str] = field(default_factory=list)
+    gate: str = ""
+
+    def save(self, runs_dir: Path) -> Path:
+        path = runs_dir / f"{self.run_id}.json"
+        path.write_text(json.dumps(asdict(self), indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> LocalRun:
+        return cls(**json.loads(path.read_text()))
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+def run_pipeline_locally(pipeline: str, profile: Profile) -> LocalRun:
+    """Run a pipeline through kfp.local's SubprocessRunner in this environment; never raises for stage failures."""
+    from kfp import local
+
+    from medfoundry import tracking
+    from medfoundry.pipeline.compiler import pipeline_module
+
+    module = pipeline_module(pipeline)
+    workspace = Workspace.resolve(profile.workspace)
+    # Stages run in subprocesses: pin the workspace and tracking store so all of them share one state.
+    profile = profile.model_copy(update={"workspace": str(workspace.root)})
+    os.environ["MEDFOUNDRY_HOME"] = str(workspace.root)
+    run = LocalRun(
+        run_id=new_run_id(),
+        pipeline=pipeline,
+        profile=profile.name,
+        workspace=str(workspace.root),
+        tracking_uri=tracking.resolve_tracking_uri(profile),
+    )
+    run.save(workspace.runs)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workspace.pipeline_root))
+    try:
+        module.pipeline(profile=profile.to_yaml(), pipeline_run_id=run.run_id)
+        run.status = "SUCCEEDED"
+    except Exception as err:  # noqa: BLE001 - a failed stage is a result to report, not a crash
+        run.status = "FAILED"
+        run.error = f"{type(err).__name__}: {err}".splitlines()[0][:500]
+    run.finished = time.time()
+    _attach_tracking(run, profile)
+    run.save(workspace.runs)
+    return run
+
+
+def _attach_tracking(run: LocalRun, profile: Profile) -> None:
+    import mlflow
+
+    from medfoundry import tracking
+
+    tracking.configure(profile)
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(profile.tracking.experiment)
+    if experiment is None:
+        return
+    parents = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`{tracking.PIPELINE_RUN_TAG}` = '{run.run_id}' "
+        "and tags.`mlflow.parentRunId` = ''", max_results=5
+    ) or [
+        r
+        for r in client.search_runs(
+            [experiment.experiment_id], filter_string=f"tags.`{tracking.PIPELINE_RUN_TAG}` = '{run.run_id}'"
+        )
+        if "mlflow.parentRunId" not in r.data.tags
+    ]
+    if not parents:
+        return
+    parent = parents[0]
+    run.parent_run_id = parent.info.run_id
+    run.gate = parent.data.tags.get("medfoundry.gate", "")
+    for child in tracking.stage_runs(parent.info.run_id):
+        if child.data.tags.get(tracking.STAGE_TAG) == "register":
+            run.model_name = child.data.tags.get("medfoundry.model_name", "")
+            run.model_version = child.data.tags.get("medfoundry.version", "")
+    if run.model_name and run.model_version:
+        version = client.get_model_version(run.model_name, run.model_version)
+        run.model_aliases = sorted(getattr(version, "aliases", []) or [])
+
+
+def stage_statuses(run: LocalRun, stages: list[str]) -> list[StageStatus]:
+    from medfoundry import tracking
+    from medfoundry.pipeline.stages import KEY_FIGURE_TAG
+
+    found: dict[str, Any] = {}
+    if run.parent_run_id:
+        for child in tracking.stage_runs(run.parent_run_id, tracking_uri=run.tracking_uri):
+            found[child.data.tags.get(tracking.STAGE_TAG, child.info.run_name)] = child
+    rows = []
+    for name in stages:
+        child = found.get(name)
+        if child is None:
+            skipped = name == "promote" and run.gate == "refused"
+            rows.append(StageStatus(name, "SKIPPED (gate refused)" if skipped else "NOT RUN"))
+            continue
+        rows.append(
+            StageStatus(
+                stage=name,
+                status=child.info.status,
+                duration_s=child.data.metrics.get("duration_s"),
+                key_figure=child.data.tags.get(KEY_FIGURE_TAG, ""),
+                run_id=child.info.run_id,
+            )
+        )
+    return rows
+
+
+def list_runs(workspace: Workspace) -> list[LocalRun]:
+    return sorted(
+        (LocalRun.load(p) for p in workspace.runs.glob("*.json")), key=lambda r: r.started, reverse=True
+    )

@@ -1,0 +1,1 @@
+"""Versioned KFP pipelines. Each sub-package exposes `pipeline` (a @dsl.pipeline function) and `PIPELINE_NAME`."""

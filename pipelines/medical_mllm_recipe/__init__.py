@@ -1,0 +1,5 @@
+from pipelines.medical_mllm_recipe.pipeline import PIPELINE_NAME, medical_mllm_recipe
+
+pipeline = medical_mllm_recipe
+
+__all__ = ["PIPELINE_NAME", "medical_mllm_recipe", "pipeline"]
