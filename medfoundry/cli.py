@@ -65,9 +65,15 @@ def main(version: bool = typer.Option(False, "--version", help="Print the versio
 
 @app.command()
 def run(
-    pipeline: str = typer.Argument("medical-mllm-recipe", help="Pipeline name (see `medfoundry pipelines list`)."),
-    profile: str = typer.Option("tiny", "--profile", "-p", help="Profile name (tiny, small, production-7b) or YAML."),
-    set_: list[str] = typer.Option(None, "--set", help="Override a profile field, e.g. --set sft.max_steps=2."),
+    pipeline: str = typer.Argument(
+        "medical-mllm-recipe", help="Pipeline name (see `medfoundry pipelines list`)."
+    ),
+    profile: str = typer.Option(
+        "tiny", "--profile", "-p", help="Profile name (tiny, small, production-7b) or YAML."
+    ),
+    set_: list[str] = typer.Option(
+        None, "--set", help="Override a profile field, e.g. --set sft.max_steps=2."
+    ),
 ) -> None:
     """Run a pipeline on this machine through kfp.local (every stage for real, tracked in MLflow)."""
     from medfoundry.pipeline.compiler import PIPELINES
@@ -76,8 +82,10 @@ def run(
         raise _fail(f"unknown pipeline {pipeline!r}: available {', '.join(sorted(PIPELINES))}")
     resolved = load_profile_or_exit(profile, set_)
     if resolved.cluster.mode != "local":
-        raise _fail(f"profile {resolved.name!r} targets a cluster (cluster.mode={resolved.cluster.mode}): use "
-                    "`medfoundry submit` to run it on Kubeflow Pipelines")
+        raise _fail(
+            f"profile {resolved.name!r} targets a cluster (cluster.mode={resolved.cluster.mode}): use "
+            "`medfoundry submit` to run it on Kubeflow Pipelines"
+        )
     from medfoundry.pipeline.local import run_pipeline_locally
 
     console.rule(f"[bold]{pipeline}[/] · profile [cyan]{resolved.name}[/]")
@@ -112,7 +120,9 @@ def _print_run(result) -> None:
     console.print(f"MLflow parent run: {result.parent_run_id or '-'}  (store: {result.tracking_uri})")
     if result.model_version:
         aliases = ", ".join(result.model_aliases) or "no alias"
-        console.print(f"registered model: [bold]{result.model_name}[/] version {result.model_version} ({aliases})")
+        console.print(
+            f"registered model: [bold]{result.model_name}[/] version {result.model_version} ({aliases})"
+        )
     if result.tracking_uri.startswith("sqlite"):
         console.print(f"open the UI: .venv/bin/mlflow ui --backend-store-uri {result.tracking_uri}")
     if result.error:
@@ -152,7 +162,9 @@ def compile_(
 @app.command()
 def submit(
     pipeline: str = typer.Argument("medical-mllm-recipe"),
-    host: str = typer.Option(..., "--host", help="Kubeflow Pipelines API endpoint, e.g. http://localhost:8080."),
+    host: str = typer.Option(
+        ..., "--host", help="Kubeflow Pipelines API endpoint, e.g. http://localhost:8080."
+    ),
     profile: str = typer.Option("production-7b", "--profile", "-p"),
     experiment: str = typer.Option("medfoundry", help="KFP experiment name."),
     namespace: str = typer.Option(None, help="Kubeflow namespace (multi-user installs)."),

@@ -120,10 +120,14 @@ class LocalStorage(Storage):
 class S3Storage(Storage):
     """S3 through the minio SDK (works with AWS S3, MinIO and SeaweedFS)."""
 
-    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None, region: str | None = None):
+    def __init__(
+        self, bucket: str, prefix: str = "", endpoint_url: str | None = None, region: str | None = None
+    ):
         from minio import Minio
 
-        endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        endpoint_url = (
+            endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        )
         parsed = urlparse(endpoint_url or "https://s3.amazonaws.com")
         self.bucket = bucket
         self.prefix = prefix.strip("/")
@@ -153,7 +157,9 @@ class S3Storage(Storage):
         from minio.error import S3Error
 
         try:
-            self.client.fget_object(bucket_name=self.bucket, object_name=self._object(key), file_path=str(local))
+            self.client.fget_object(
+                bucket_name=self.bucket, object_name=self._object(key), file_path=str(local)
+            )
         except S3Error as err:
             raise StorageError(f"no object {self.url(key)}: {err.code}") from err
         return Path(local)

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from medfoundry.config import Profile
+from medfoundry.images import git_sha
 from medfoundry.workspace import Workspace
 
 STAGE_TAG = "medfoundry.stage"
@@ -25,7 +24,11 @@ PIPELINE_TAG = "medfoundry.pipeline"
 
 
 def resolve_tracking_uri(profile: Profile) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or profile.tracking.uri or Workspace.resolve(profile.workspace).tracking_uri
+    return (
+        os.environ.get("MLFLOW_TRACKING_URI")
+        or profile.tracking.uri
+        or Workspace.resolve(profile.workspace).tracking_uri
+    )
 
 
 def configure(profile: Profile) -> str:
@@ -45,23 +48,6 @@ def configure(profile: Profile) -> str:
                 pass
     mlflow.set_experiment(profile.tracking.experiment)
     return uri
-
-
-def git_sha(default: str = "nogit") -> str:
-    env = os.environ.get("MEDFOUNDRY_GIT_SHA")
-    if env:
-        return env
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short=7", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        )
-        return out.stdout.strip() or default
-    except (OSError, subprocess.SubprocessError):
-        return default
 
 
 def start_pipeline_run(profile: Profile, pipeline: str, pipeline_run_id: str) -> str:
@@ -117,7 +103,9 @@ def stage_run(profile: Profile, parent_run_id: str, stage: str) -> Iterator[Any]
         "mlflow.parentRunId": parent_run_id,
     }
     started = time.time()
-    with mlflow.start_run(run_name=stage, experiment_id=parent.info.experiment_id, tags=tags, nested=True) as run:
+    with mlflow.start_run(
+        run_name=stage, experiment_id=parent.info.experiment_id, tags=tags, nested=True
+    ) as run:
         try:
             yield run
         finally:

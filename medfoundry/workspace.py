@@ -1,12 +1,12 @@
 """The local workspace: where an embedded (laptop) run keeps its state.
 
-    <root>/mlflow.db        sqlite MLflow backend store
-    <root>/mlartifacts/     MLflow artifact root (when tracking locally)
-    <root>/pipeline_root/   kfp.local artifacts of each task
-    <root>/store/           the default Storage for versioned datasets and models
-    <root>/gitops/          the default GitOps repository that promotion commits to
-    <root>/runs/            one JSON per local pipeline run (status per stage)
-    <root>/cache/           tokenizers, extracted ontologies, built models
+<root>/mlflow.db        sqlite MLflow backend store
+<root>/mlartifacts/     MLflow artifact root (when tracking locally)
+<root>/pipeline_root/   kfp.local artifacts of each task
+<root>/store/           the default Storage for versioned datasets and models
+<root>/gitops/          the default GitOps repository that promotion commits to
+<root>/runs/            one JSON per local pipeline run (status per stage)
+<root>/cache/           tokenizers, extracted ontologies, built models
 """
 
 from __future__ import annotations

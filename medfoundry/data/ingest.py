@@ -90,7 +90,9 @@ def ingest_dicom(out_dir: Path, limit: int | None, holdout: float, seed: int) ->
         name = MODALITY_NAMES[modality]
         where = f" of the {body}" if body else ""
         description = image.meta.get("study_description") or image.meta.get("series_description") or ""
-        caption = f"{name.capitalize()} ({modality}) image{where}." + (f" {description}." if description else "")
+        caption = f"{name.capitalize()} ({modality}) image{where}." + (
+            f" {description}." if description else ""
+        )
         yield Record(
             id=f"dicom-caption-{path.stem}",
             source=source,
@@ -197,9 +199,10 @@ def ingest_sources(profile: Profile, out_dir: Path) -> dict[str, Any]:
     by_source: Counter[str] = Counter()
     by_kind: Counter[str] = Counter()
     kept = quarantined = 0
-    with (out_dir / RECORDS).open("w", encoding="utf-8") as records, (out_dir / QUARANTINE).open(
-        "w", encoding="utf-8"
-    ) as quarantine:
+    with (
+        (out_dir / RECORDS).open("w", encoding="utf-8") as records,
+        (out_dir / QUARANTINE).open("w", encoding="utf-8") as quarantine,
+    ):
         for stream in streams:
             for item in stream:
                 if isinstance(item, Record):

@@ -42,7 +42,9 @@ class Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str
-    source: str  # provenance, e.g. "pydicom:CT_small.dcm", "hpo:HP:0001250", "icd10cm:E11.9", "user:notes.jsonl"
+    source: (
+        str  # provenance, e.g. "pydicom:CT_small.dcm", "hpo:HP:0001250", "icd10cm:E11.9", "user:notes.jsonl"
+    )
     kind: RecordKind
     text: str = ""  # corpus text, caption, report or note body
     question: str | None = None

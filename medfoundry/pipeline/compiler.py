@@ -32,9 +32,7 @@ def compile_pipeline(name: str, out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{name}.yaml"
-    compiler.Compiler().compile(
-        module.pipeline, str(target), pipeline_parameters=None, type_check=True
-    )
+    compiler.Compiler().compile(module.pipeline, str(target), pipeline_parameters=None, type_check=True)
     # The package version travels inside the IR so an uploaded version can be traced back to its source.
     text = target.read_text()
     target.write_text(f"# medfoundry {__version__}\n{text}")

@@ -98,8 +98,10 @@ def _attach_tracking(run: LocalRun, profile: Profile) -> None:
     if experiment is None:
         return
     parents = client.search_runs(
-        [experiment.experiment_id], filter_string=f"tags.`{tracking.PIPELINE_RUN_TAG}` = '{run.run_id}' "
-        "and tags.`mlflow.parentRunId` = ''", max_results=5
+        [experiment.experiment_id],
+        filter_string=f"tags.`{tracking.PIPELINE_RUN_TAG}` = '{run.run_id}' "
+        "and tags.`mlflow.parentRunId` = ''",
+        max_results=5,
     ) or [
         r
         for r in client.search_runs(

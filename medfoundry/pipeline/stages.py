@@ -168,7 +168,9 @@ EVAL_METRICS_FILE = "metrics.json"
 
 
 @stage("evaluate", "heldout/accuracy", "{:.3f}")
-def evaluate(ctx: StageContext, curated_data: Path, model: Path, eval_results: Path, report_html: Path) -> dict[str, Any]:
+def evaluate(
+    ctx: StageContext, curated_data: Path, model: Path, eval_results: Path, report_html: Path
+) -> dict[str, Any]:
     import shutil
 
     from medfoundry.evaluation.recipe import evaluate_model
@@ -183,7 +185,9 @@ def evaluate(ctx: StageContext, curated_data: Path, model: Path, eval_results: P
 
 
 @stage("register", "version", "{}")
-def register(ctx: StageContext, model: Path, curated_data: Path, raw_data: Path, eval_results: Path) -> dict[str, Any]:
+def register(
+    ctx: StageContext, model: Path, curated_data: Path, raw_data: Path, eval_results: Path
+) -> dict[str, Any]:
     import mlflow
 
     from medfoundry import tracking
@@ -233,5 +237,7 @@ def decide_gate(profile_yaml: str, parent_run_id: str, model_version: str, eval_
 def promote(ctx: StageContext, model_version: str = "") -> dict[str, Any]:
     from medfoundry.release.promote import promote_model
 
-    result = promote_model(ctx.profile, ctx.profile.tracking.registered_model, model_version, gate_checked=True)
+    result = promote_model(
+        ctx.profile, ctx.profile.tracking.registered_model, model_version, gate_checked=True
+    )
     return {"alias": "champion", "version": model_version, "gitops_commit": result.commit or ""}

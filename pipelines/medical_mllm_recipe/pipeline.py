@@ -31,19 +31,29 @@ STAGES = ["ingest", "validate", "curate", "pretrain", "sft", "rl", "evaluate", "
     "evaluation, registration and gated promotion.",
 )
 def medical_mllm_recipe(profile: str, pipeline_run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER):
-    tracking = start_tracking(profile=profile, pipeline_run_id=pipeline_run_id).set_display_name("start-tracking")
+    tracking = start_tracking(profile=profile, pipeline_run_id=pipeline_run_id).set_display_name(
+        "start-tracking"
+    )
     run_id = tracking.output
 
     raw = ingest(profile=profile, parent_run_id=run_id)
     validated = validate(profile=profile, parent_run_id=run_id, raw_data=raw.outputs["raw_data"])
-    curated = curate(profile=profile, parent_run_id=run_id, validated_data=validated.outputs["validated_data"])
+    curated = curate(
+        profile=profile, parent_run_id=run_id, validated_data=validated.outputs["validated_data"]
+    )
     dataset = curated.outputs["curated_data"]
 
     pretrained = pretrain(profile=profile, parent_run_id=run_id, curated_data=dataset)
-    tuned = sft(profile=profile, parent_run_id=run_id, curated_data=dataset, base_model=pretrained.outputs["model"])
-    aligned = rl(profile=profile, parent_run_id=run_id, curated_data=dataset, base_model=tuned.outputs["model"])
+    tuned = sft(
+        profile=profile, parent_run_id=run_id, curated_data=dataset, base_model=pretrained.outputs["model"]
+    )
+    aligned = rl(
+        profile=profile, parent_run_id=run_id, curated_data=dataset, base_model=tuned.outputs["model"]
+    )
 
-    evaluated = evaluate(profile=profile, parent_run_id=run_id, curated_data=dataset, model=aligned.outputs["model"])
+    evaluated = evaluate(
+        profile=profile, parent_run_id=run_id, curated_data=dataset, model=aligned.outputs["model"]
+    )
     registered = register(
         profile=profile,
         parent_run_id=run_id,
