@@ -26,6 +26,8 @@ err_console = Console(stderr=True)
 # Areas that add their own commands: each module has `register(app)`.
 AREA_CLIS = [
     "medfoundry.entities.cli",
+    "medfoundry.models.cli",
+    "medfoundry.training.cli",
     "medfoundry.curation.cli",
     "medfoundry.evaluation.cli",
     "medfoundry.release.cli",
@@ -101,7 +103,9 @@ def _print_run(result) -> None:
     from medfoundry.pipeline.local import stage_statuses
 
     stages = pipeline_module(result.pipeline).STAGES
-    table = Table(title=f"{result.pipeline} · run {result.run_id} · {result.status}", title_justify="left")
+    colour = "green" if result.status == "SUCCEEDED" else "red"
+    console.print(f"[bold]{result.pipeline}[/] run [bold]{result.run_id}[/]: [{colour}]{result.status}[/]")
+    table = Table(title_justify="left")
     table.add_column("stage")
     table.add_column("status")
     table.add_column("duration", justify="right")
@@ -117,16 +121,18 @@ def _print_run(result) -> None:
         console.print(f"wall time {result.finished - result.started:.0f}s (stage work {total:.0f}s)")
     if result.gate:
         console.print(f"promotion gate: [bold]{result.gate}[/]")
-    console.print(f"MLflow parent run: {result.parent_run_id or '-'}  (store: {result.tracking_uri})")
+    console.print(f"MLflow parent run: {result.parent_run_id or '-'}  (store: {result.tracking_uri})", soft_wrap=True)
     if result.model_version:
         aliases = ", ".join(result.model_aliases) or "no alias"
         console.print(
             f"registered model: [bold]{result.model_name}[/] version {result.model_version} ({aliases})"
         )
     if result.tracking_uri.startswith("sqlite"):
-        console.print(f"open the UI: .venv/bin/mlflow ui --backend-store-uri {result.tracking_uri}")
+        console.print(
+            f"open the UI: .venv/bin/mlflow ui --backend-store-uri {result.tracking_uri} --host 127.0.0.1", soft_wrap=True
+        )
     if result.error:
-        err_console.print(f"[red]{result.error}[/]")
+        err_console.print(f"[red]{result.error}[/]", soft_wrap=True)
 
 
 @app.command()

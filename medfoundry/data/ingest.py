@@ -40,12 +40,20 @@ LETTERS = "ABCD"
 
 
 def dicom_files() -> list[Path]:
-    """Every DICOM file shipped by pydicom and pydicom-data, in a stable order."""
-    from pydicom.data import get_testdata_files
+    """Every DICOM file shipped by pydicom and pydicom-data, in a stable order.
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return sorted({Path(p) for p in get_testdata_files("*.dcm")}, key=lambda p: p.name)
+    Globbed from the installed packages: pydicom's own lookup helper tries to download missing files.
+    """
+    import importlib.util
+
+    import pydicom
+
+    roots = [Path(pydicom.__file__).parent / "data" / "test_files"]
+    store = importlib.util.find_spec("data_store")  # the module pydicom-data installs
+    if store and store.submodule_search_locations:
+        roots += [Path(p) / "data" for p in store.submodule_search_locations]
+    files = {p for root in roots if root.is_dir() for p in root.rglob("*.dcm")}
+    return sorted(files, key=lambda p: (p.name, str(p)))
 
 
 def _dicom_modality(path: Path) -> str | None:
@@ -123,7 +131,7 @@ def ingest_dicom(out_dir: Path, limit: int | None, holdout: float, seed: int) ->
 
 
 def ingest_ontologies(profile: Profile, limit: int | None) -> Iterator[Record]:
-    from medfoundry.entities.sources import iter_hpo_diseases, iter_hpo_terms, iter_icd10cm
+    from medfoundry.entities.sources import iter_hpo_diseases, iter_hpo_terms
 
     data = profile.data
     rng = random.Random(data.seed)
@@ -154,9 +162,7 @@ def ingest_ontologies(profile: Profile, limit: int | None) -> Iterator[Record]:
                 license="HPO annotations (hpo.jax.org), OMIM/Orphanet sources",
             )
     if data.icd10cm:
-        codes = [c for c in iter_icd10cm() if c["level"] == "code" and c["billable"]]
-        rng.shuffle(codes)
-        codes = codes[:per_source] if per_source else codes
+        codes = _billable_icd10cm_sample(per_source, rng)
         pool = [c["code"] for c in codes]
         for item in codes:
             yield Record(
@@ -179,6 +185,24 @@ def ingest_ontologies(profile: Profile, limit: int | None) -> Iterator[Record]:
                 split=assign_split(qid, data.holdout_fraction, data.seed),
                 license="ICD-10-CM (CDC/NCHS, public domain)",
             )
+
+
+def _billable_icd10cm_sample(count: int | None, rng: random.Random) -> list[dict]:
+    """A seeded sample of billable ICD-10-CM codes across all chapters (everything when count is None)."""
+    if count is None:
+        from medfoundry.entities.sources import iter_icd10cm
+
+        return [c for c in iter_icd10cm() if c["level"] == "code" and c["billable"]]
+    import simple_icd_10_cm as cm
+
+    candidates = cm.get_all_codes(with_dots=True)
+    picked: list[dict] = []
+    for code in rng.sample(candidates, k=min(len(candidates), count * 4)):
+        if cm.is_leaf(code) and not cm.is_extended_subcategory(code):
+            picked.append({"code": code, "description": cm.get_description(code)})
+            if len(picked) == count:
+                break
+    return picked
 
 
 def ingest_sources(profile: Profile, out_dir: Path) -> dict[str, Any]:
