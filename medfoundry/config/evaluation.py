@@ -20,3 +20,6 @@ class EvalConfig(Section):
     prompt_mode: Literal["plain", "reasoning"] = "plain"
     bootstrap_samples: int = Field(1000, ge=10)
     seed: int = 0
+    # Medical Entity Tree for rarity tiers and report entity metrics: "auto" (the workspace's cached tree for the
+    # curation section's ontology inputs, the one the curate stage built), a saved tree folder, or "none".
+    entity_tree: str = "auto"

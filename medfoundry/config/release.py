@@ -48,5 +48,8 @@ class ServingConfig(Section):
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     # Images larger than this (long side, px) are downscaled before the processor sees them.
     max_image_size: int = Field(448, ge=28)
+    # torch intra-op threads for the in-process engine; None keeps torch's default (all cores). Small models on
+    # shared CPUs are faster with 1.
+    threads: int | None = Field(None, ge=1)
     # Request contents (prompts, images) are never logged unless this is set.
     log_prompts: bool = False

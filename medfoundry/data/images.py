@@ -219,7 +219,9 @@ def _load_nifti(data: bytes, name: str) -> NormalizedImage:
         img = cls.from_bytes(data)
     except Exception as err:  # noqa: BLE001
         raise ImageDecodeError(f"not a readable NIfTI file: {type(err).__name__}: {err}") from None
-    img = nib.as_closest_canonical(img)  # RAS+: the third axis runs inferior -> superior, so axis 2 slices are axial
+    img = nib.as_closest_canonical(
+        img
+    )  # RAS+: the third axis runs inferior -> superior, so axis 2 slices are axial
     shape = img.shape
     if len(shape) < 2:
         raise ImageDecodeError(f"NIfTI volume has too few dimensions: {shape}")
@@ -234,7 +236,11 @@ def _load_nifti(data: bytes, name: str) -> NormalizedImage:
     slice2d = np.rot90(slice2d)
     out = _to_uint8(slice2d, *_percentile_window(slice2d))
     descrip = img.header.get("descrip")
-    meta = {"shape": list(shape), "slice_index": shape[2] // 2 if len(shape) > 2 else 0, "window": "percentile"}
+    meta = {
+        "shape": list(shape),
+        "slice_index": shape[2] // 2 if len(shape) > 2 else 0,
+        "window": "percentile",
+    }
     if descrip is not None and bytes(descrip).strip(b"\x00 "):
         meta["description"] = bytes(descrip).split(b"\x00")[0].strip().decode("latin-1")
     return NormalizedImage(

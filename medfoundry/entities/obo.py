@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-_QUOTED = re.compile(r'^"((?:[^"\\]|\\.)*)"\s*(\S+)?')
+_QUOTED = re.compile(r'^"((?:[^"\\]|\\.)*)"\s*([A-Z]+)?\s*([^\s\[]+)?')
 
 
 def _unescape(text: str) -> str:
@@ -23,7 +23,13 @@ def _term(tags: dict[str, list[str]]) -> dict | None:
     for raw in tags.get("synonym", []):
         match = _QUOTED.match(raw)
         if match:
-            synonyms.append({"text": _unescape(match.group(1)), "scope": match.group(2) or "RELATED"})
+            synonyms.append(
+                {
+                    "text": _unescape(match.group(1)),
+                    "scope": match.group(2) or "RELATED",
+                    "type": match.group(3) or "",
+                }
+            )
     definition = ""
     if tags.get("def"):
         match = _QUOTED.match(tags["def"][0])

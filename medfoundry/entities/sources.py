@@ -12,7 +12,6 @@ Every generator takes `limit` (None: all) and yields dicts with JSON-friendly va
 from __future__ import annotations
 
 import bz2
-import csv
 import importlib.util
 import pickle
 from collections.abc import Iterator
@@ -80,9 +79,15 @@ def source_versions() -> dict[str, str]:
     return versions
 
 
+def _usable_hpo_synonym(synonym: dict) -> bool:
+    # BROAD synonyms name a wider concept; obsolete and allelic-requirement ones are not surface forms of the term.
+    return synonym["scope"] != "BROAD" and synonym["type"] not in {"obsolete_synonym", "HP:0034334"}
+
+
 def iter_hpo_terms(limit: int | None = None) -> Iterator[dict]:
     """HPO terms: {id, name, definition, synonyms, parents, xrefs, alt_ids, category}.
 
+    Synonyms keep EXACT, RELATED and NARROW scopes (BROAD, obsolete and allelic-requirement ones are dropped).
     `category` is "phenotype" for terms under Phenotypic abnormality (HP:0000118) and "hpo_other" for the
     inheritance / onset / frequency / modifier sub-ontologies.
     """
@@ -104,7 +109,9 @@ def iter_hpo_terms(limit: int | None = None) -> Iterator[dict]:
             "id": term["id"],
             "name": term["name"],
             "definition": term["def"],
-            "synonyms": sorted({s["text"] for s in term["synonyms"] if s["text"] != term["name"]}),
+            "synonyms": sorted(
+                {s["text"] for s in term["synonyms"] if _usable_hpo_synonym(s) and s["text"] != term["name"]}
+            ),
             "parents": term["is_a"],
             "xrefs": term["xrefs"],
             "alt_ids": term["alt_ids"],
@@ -123,27 +130,32 @@ def iter_hpo_diseases(limit: int | None = None) -> Iterator[dict]:
     Phenotypes exclude NOT-qualified annotations.
     """
     diseases: dict[str, dict] = {}
+    fields = {"P": "phenotypes", "I": "inheritance", "C": "onset"}
     with hpo_annotations_path().open(encoding="utf-8") as fh:
-        lines = (line for line in fh if not line.startswith("#"))
-        for row in csv.DictReader(lines, delimiter="\t"):
-            disease = diseases.get(row["database_id"])
+        header = next(line for line in fh if not line.startswith("#")).rstrip("\n").split("\t")
+        column = {name: index for index, name in enumerate(header)}
+        db, name, qualifier = column["database_id"], column["disease_name"], column["qualifier"]
+        hpo_id, aspect = column["hpo_id"], column["aspect"]
+        for line in fh:  # plain split: csv.DictReader is 3x slower on these 270k rows
+            row = line.rstrip("\n").split("\t")
+            disease = diseases.get(row[db])
             if disease is None:
                 if limit is not None and len(diseases) >= limit:
                     break
-                disease = diseases[row["database_id"]] = {
-                    "id": row["database_id"],
-                    "name": row["disease_name"],
-                    "database": row["database_id"].split(":")[0],
+                disease = diseases[row[db]] = {
+                    "id": row[db],
+                    "name": row[name],
+                    "database": row[db].split(":")[0],
                     "phenotypes": [],
                     "inheritance": [],
                     "onset": [],
                     "rare": True,
                 }
-            if row["qualifier"] == "NOT":
+            if row[qualifier] == "NOT":
                 continue
-            field = {"P": "phenotypes", "I": "inheritance", "C": "onset"}.get(row["aspect"])
-            if field and row["hpo_id"] not in disease[field]:
-                disease[field].append(row["hpo_id"])
+            field = fields.get(row[aspect])
+            if field and row[hpo_id] not in disease[field]:
+                disease[field].append(row[hpo_id])
     yield from diseases.values()
 
 

@@ -60,11 +60,16 @@ class HFBackend:
 
         from medfoundry.models.generation import ChatPrompt, generate
 
-        results: list[Generation] = []
+        # Longest prompts first, so each batch holds prompts of similar length (less padding, and an out-of-memory
+        # error shows up in the first batch); outputs are put back in request order. Greedy outputs do not depend
+        # on the batch a prompt lands in.
+        order = sorted(range(len(requests)), key=lambda i: -len(requests[i].user))
+        results: list[Generation | None] = [None] * len(requests)
         # Chunks of whole batches so progress moves while `generate` batches inside each chunk.
         chunk = self.batch_size * 4
-        for start in range(0, len(requests), chunk):
-            part = requests[start : start + chunk]
+        for start in range(0, len(order), chunk):
+            indices = order[start : start + chunk]
+            part = [requests[i] for i in indices]
             prompts = []
             for req in part:
                 image = None
@@ -74,12 +79,14 @@ class HFBackend:
                 prompts.append(ChatPrompt(text=req.user, system=req.system, image=image))
             try:
                 texts = generate(self.loaded, prompts, self.max_new_tokens, self.batch_size, self.seed)
-                results.extend(Generation(t) for t in texts)
+                generated = [Generation(t) for t in texts]
             except Exception as err:  # noqa: BLE001 - one bad chunk must not end the run; reported per item
-                results.extend(Generation(None, f"{type(err).__name__}: {err}") for _ in part)
+                generated = [Generation(None, f"{type(err).__name__}: {err}") for _ in part]
+            for i, gen in zip(indices, generated, strict=True):
+                results[i] = gen
             if progress:
                 progress(len(part))
-        return results
+        return results  # type: ignore[return-value]
 
 
 def image_data_uri(path: Path) -> str:

@@ -55,7 +55,11 @@ class Benchmark:
     folder: ClassVar[str]  # the benchmark's subfolder in a data root such as ../shared/data
     patterns: ClassVar[tuple[str, ...]]  # glob patterns of its files inside that folder
     main_metric: ClassVar[str] = "accuracy"
+    # Used as the main score when the main metric cannot be computed (report entity metrics without a linker).
+    fallback_metric: ClassVar[str | None] = None
     description: ClassVar[str] = ""
+    # Part of `--benchmark all` (the upstream benchmarks); the recipe's held-out split is not.
+    public: ClassVar[bool] = True
 
     def files(self, data: Path) -> list[Path]:
         """Accept the benchmark's own file, its folder, or a root folder holding `<folder>/`."""
@@ -95,6 +99,10 @@ BENCHMARKS: dict[str, type[Benchmark]] = {}
 def register(cls: type[Benchmark]) -> type[Benchmark]:
     BENCHMARKS[cls.name] = cls
     return cls
+
+
+def public_benchmarks() -> list[str]:
+    return sorted(name for name, cls in BENCHMARKS.items() if cls.public)
 
 
 def get_benchmark(name: str) -> Benchmark:
@@ -400,5 +408,167 @@ class MedQuAD(Benchmark):
                 question=question,
                 answer=" ".join(answer.split()),
                 meta={"focus": focus, "qtype": question_el.get("qtype"), "source": root.get("source")},
+                source=f"{path}:{line}",
+            )
+
+
+@register
+class HeldOut(Benchmark):
+    """The recipe's own held-out QA split of a curated dataset (records.jsonl), minus the half reserved for RL
+    (`medfoundry.training.qa.is_rl_holdout`)."""
+
+    name = "heldout"
+    public = False
+    folder = "."
+    patterns = ("records.jsonl",)
+    description = "held-out QA records of a medfoundry dataset (split == holdout, not reserved for RL)"
+
+    def read(self, path: Path) -> Iterator[EvalItem | Skipped]:
+        from pydantic import ValidationError
+
+        from medfoundry.data.records import Record
+        from medfoundry.training.qa import YES_NO, YES_NO_MAYBE, is_qa, is_rl_holdout, task_of
+
+        for entry in iter_jsonl(path):
+            if isinstance(entry, Skipped):
+                yield entry
+                continue
+            row, line = entry
+            try:
+                record = Record.model_validate(row)
+            except ValidationError as err:
+                first = err.errors()[0]
+                yield Skipped(str(path), line, f"invalid record: {'.'.join(map(str, first['loc']))}: {first['msg']}")
+                continue
+            if record.split != "holdout" or not is_qa(record) or is_rl_holdout(record):
+                continue
+            task = task_of(record)
+            labels = tuple(record.meta.get("labels") or (YES_NO_MAYBE if "pubmedqa" in record.source.lower() else YES_NO))
+            image = path.parent / record.image if record.image else None
+            if image is not None and not image.is_file():
+                yield Skipped(str(path), line, f"record {record.id}: image {record.image} not found")
+                continue
+            answer = record.answer.strip()
+            if task == "multiple_choice":
+                answer = answer.upper()
+                if answer not in (record.options or {}):
+                    yield Skipped(str(path), line, f"record {record.id}: gold answer {answer!r} is not an option")
+                    continue
+            elif task == "yes_no":
+                answer = answer.lower()
+            yield EvalItem(
+                id=record.id,
+                benchmark=self.name,
+                task=task,  # type: ignore[arg-type]
+                question=record.question or "",
+                answer=answer,
+                options=record.options,
+                context=record.text or None,
+                image=image,
+                labels=labels,
+                meta={"source": record.source, "modality": record.modality, **_record_rarity(record)},
+                source=f"{path}:{line}",
+            )
+
+
+def _record_rarity(record) -> dict[str, str]:
+    """Curated records carry linked entities; their tier wins over linking the item again."""
+    if not record.entities:
+        return {}
+    return {"rarity": "rare" if any(m.rare for m in record.entities) else "common"}
+
+
+# Section codes of MTS-Dialog, spelled out for the prompt.
+MTS_SECTIONS = {
+    "GENHX": "history of present illness", "FAM/SOCHX": "family and social history", "ROS": "review of systems",
+    "PASTSURGICAL": "past surgical history", "PASTMEDICALHX": "past medical history", "CC": "chief complaint",
+    "MEDICATIONS": "medications", "ALLERGY": "allergies", "ASSESSMENT": "assessment", "EDCOURSE": "emergency course",
+    "DIAGNOSIS": "diagnosis", "DISPOSITION": "disposition", "EXAM": "examination", "PLAN": "plan",
+    "PROCEDURES": "procedures", "IMAGING": "imaging", "LABS": "laboratory results", "IMMUNIZATIONS": "immunizations",
+    "GYNHX": "gynecologic history", "OTHER_HISTORY": "other history",
+}
+
+
+@register
+class MTSDialog(Benchmark):
+    """Clinical note generation from a doctor-patient dialogue, scored like report generation: entity-level
+    precision/recall/F1 and hallucination rate against the reference section (via the entity linker)."""
+
+    name = "mts_dialog"
+    folder = "mts_dialog"
+    patterns = ("*.csv",)
+    main_metric = "entity_f1"
+    fallback_metric = "rouge_l"
+    public = False  # not one of the six headline benchmarks; run it by name
+    description = "MTS-Dialog; CSV with ID, section_header, section_text, dialogue (note section from dialogue)"
+
+    def read(self, path: Path) -> Iterator[EvalItem | Skipped]:
+        with path.open(encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh)
+            missing = {"section_header", "section_text", "dialogue"} - set(reader.fieldnames or [])
+            if missing:
+                yield Skipped(str(path), 1, f"missing columns {', '.join(sorted(missing))}")
+                return
+            for row in reader:
+                line = reader.line_num
+                header, text, dialogue = (_text(row.get(k)) for k in ("section_header", "section_text", "dialogue"))
+                if header is None or text is None or dialogue is None:
+                    yield Skipped(str(path), line, "empty section_header, section_text or dialogue")
+                    continue
+                section = MTS_SECTIONS.get(header.upper(), header.lower())
+                yield EvalItem(
+                    id=f"{path.stem}-{row.get('ID') or line}",
+                    benchmark=self.name,
+                    task="report",
+                    question=f"Write the {section} section of the clinical note for this dialogue.",
+                    answer=text,
+                    context=dialogue,
+                    meta={"section": header},
+                    source=f"{path}:{line}",
+                )
+
+
+@register
+class ReportFindings(Benchmark):
+    """Radiology report generation over a medfoundry dataset: held-out `report` records (image -> findings text)."""
+
+    name = "report_findings"
+    folder = "."
+    patterns = ("records.jsonl",)
+    main_metric = "entity_f1"
+    fallback_metric = "rouge_l"
+    public = False
+    description = "held-out report records of a medfoundry dataset (image + findings text)"
+
+    def read(self, path: Path) -> Iterator[EvalItem | Skipped]:
+        from pydantic import ValidationError
+
+        from medfoundry.data.records import Record
+
+        for entry in iter_jsonl(path):
+            if isinstance(entry, Skipped):
+                yield entry
+                continue
+            row, line = entry
+            try:
+                record = Record.model_validate(row)
+            except ValidationError as err:
+                yield Skipped(str(path), line, f"invalid record: {err.errors()[0]['msg']}")
+                continue
+            if record.kind != "report" or record.split != "holdout" or not record.text.strip():
+                continue
+            image = path.parent / record.image if record.image else None
+            if image is not None and not image.is_file():
+                yield Skipped(str(path), line, f"record {record.id}: image {record.image} not found")
+                continue
+            what = f"{record.modality} " if record.modality else ""
+            yield EvalItem(
+                id=record.id,
+                benchmark=self.name,
+                task="report",
+                question=f"Write the findings section of the radiology report for this {what}image.",
+                answer=record.text.strip(),
+                image=image,
+                meta={"modality": record.modality, **_record_rarity(record)},
                 source=f"{path}:{line}",
             )

@@ -77,7 +77,7 @@ def extract_free_text(text: str | None) -> Extraction:
     if not text or not text.strip():
         return _unparseable()
     span, method = answer_span(text)
-    span = re.sub(r"^(?:the\s+)?(?:final\s+)?answer\s*(?:is|:)\s*", "", span.strip(), flags=re.I).strip()
+    span = re.sub(r"^(?:the\s+)?(?:final\s+)?answer\s*(?:is\s*:?|:)\s*", "", span.strip(), flags=re.I).strip()
     return Extraction(span, method) if normalize_text(span) else _unparseable()
 
 

@@ -51,17 +51,36 @@ class BenchmarkRun:
 
 
 class ItemAnnotator:
-    """Per-item annotations computed before generation: rarity tier and contamination."""
+    """Per-item annotations computed before generation, over all benchmarks at once: the entity linker (rarity
+    tiers, report entity metrics) and the training-corpus contamination check."""
 
     def __init__(
         self,
-        rarity: Callable[[EvalItem], str] | None = None,
-        contamination: Callable[[EvalItem], float] | None = None,
-        contamination_threshold: float = 0.0,
+        linker: EntityLinker | None = None,
+        contamination: Callable[[list[EvalItem]], dict[tuple[str, str], str]] | None = None,
     ):
-        self.rarity = rarity
+        self.linker = linker
         self.contamination = contamination
-        self.contamination_threshold = contamination_threshold
+        self.tiers: dict[tuple[str, str], str] = {}
+        self.contaminated: dict[tuple[str, str], str] | None = None
+
+    def prepare(self, runs: Sequence[BenchmarkRun]) -> None:
+        items = [it for run in runs for it in run.items]
+        tier = getattr(self.linker, "rarity_tier", None)
+        for it in items:
+            known = it.meta.get("rarity")
+            if known is None and tier is not None:
+                known = tier(_item_entity_text(it))
+            if known is not None:
+                self.tiers[(it.benchmark, it.id)] = known
+        if self.contamination is not None:
+            self.contaminated = self.contamination(items)
+
+
+def _item_entity_text(item: EvalItem) -> str:
+    """The question and its gold answer (the option's text for multiple choice): distractors do not set the tier."""
+    answer = (item.options or {}).get(item.answer, item.answer)
+    return f"{item.question}\n{answer}"
 
 
 def load_benchmark(name: str, data: Path, limit: int | None = None) -> BenchmarkRun:
@@ -77,7 +96,6 @@ def run_items(
     backend: Backend,
     out_dir: Path,
     settings: EvalSettings,
-    linker: EntityLinker | None = None,
     annotator: ItemAnnotator | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
@@ -86,9 +104,8 @@ def run_items(
 
     bench, name = run.benchmark, run.benchmark.name
     annotator = annotator or ItemAnnotator()
-    rarity = {it.id: annotator.rarity(it) for it in run.items} if annotator.rarity else {}
-    overlap = {it.id: annotator.contamination(it) for it in run.items} if annotator.contamination else {}
-    contaminated = {i for i, v in overlap.items() if v > annotator.contamination_threshold}
+    checked = annotator.contaminated is not None
+    contaminated = {i: gram for (b, i), gram in (annotator.contaminated or {}).items() if b == name}
     items = [it for it in run.items if not (settings.exclude_contaminated and it.id in contaminated)]
 
     prompts = [build_prompt(it, settings.prompt_mode) for it in items]
@@ -99,7 +116,7 @@ def run_items(
 
     rows = []
     for item, prompt, gen in zip(items, prompts, generations, strict=True):
-        scored = score_item(item, gen.text, linker)
+        scored = score_item(item, gen.text, annotator.linker)
         rows.append(
             {
                 "benchmark": name,
@@ -115,15 +132,15 @@ def run_items(
                 "extraction": scored.extraction.method,
                 "unparseable": scored.unparseable,
                 "gold": item.answer,
-                "score": scored.metrics.get(bench.main_metric, math.nan),
-                "rarity": rarity.get(item.id),
-                "ngram_overlap": overlap.get(item.id),
-                "contaminated": item.id in contaminated if overlap else None,
+                "score": scored.metrics.get(bench.main_metric, scored.metrics.get(bench.fallback_metric or "", math.nan)),
+                "rarity": annotator.tiers.get((name, item.id)),
+                "contaminated": item.id in contaminated if checked else None,
+                "shared_ngram": contaminated.get(item.id),
                 "metrics": json.dumps(scored.metrics, sort_keys=True),
             }
         )
     frame = pd.DataFrame(rows, columns=_COLUMNS)
-    results = summarize(run, frame, settings, contaminated, backend.description, elapsed)
+    results = summarize(run, frame, settings, contaminated if checked else None, backend.description, elapsed)
     bench_dir = Path(out_dir) / name
     bench_dir.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(bench_dir / PREDICTIONS, index=False)
@@ -133,7 +150,7 @@ def run_items(
 
 _COLUMNS = [
     "benchmark", "id", "task", "source", "template", "prompt", "image", "output", "error", "extracted", "extraction",
-    "unparseable", "gold", "score", "rarity", "ngram_overlap", "contaminated", "metrics",
+    "unparseable", "gold", "score", "rarity", "contaminated", "shared_ngram", "metrics",
 ]
 
 
@@ -157,7 +174,7 @@ def metric_table(frame) -> dict[str, list[float]]:
 
 
 def summarize(
-    run: BenchmarkRun, frame, settings: EvalSettings, contaminated: set[str], backend: str, elapsed: float
+    run: BenchmarkRun, frame, settings: EvalSettings, contaminated: dict[str, str] | None, backend: str, elapsed: float
 ) -> dict[str, Any]:
     bench = run.benchmark
     n_resamples, seed = settings.bootstrap_samples, settings.seed
@@ -165,12 +182,15 @@ def summarize(
     for key, values in sorted(metric_table(frame).items()):
         lo, hi = bootstrap_ci(values, n_resamples, seed)
         metrics[key] = {"value": sum(values) / len(values), "ci95": [lo, hi], "n": len(values)}
-    main = metrics.get(bench.main_metric, {"value": math.nan, "ci95": [math.nan, math.nan], "n": 0})
+    metric_name = bench.main_metric
+    if metric_name not in metrics and bench.fallback_metric in metrics:
+        metric_name = bench.fallback_metric
+    main = metrics.get(metric_name, {"value": math.nan, "ci95": [math.nan, math.nan], "n": 0})
     n = len(frame)
     n_unparseable = int(frame["unparseable"].sum()) if n else 0
     results: dict[str, Any] = {
         "benchmark": bench.name,
-        "metric": bench.main_metric,
+        "metric": metric_name,
         "score": _nan_to_none(main["value"]),
         "ci95": [_nan_to_none(v) for v in main["ci95"]],
         "n": n,
@@ -190,18 +210,16 @@ def summarize(
         "data": run.data,
         "seconds": round(elapsed, 3),
     }
-    if bench.main_metric == "accuracy":
+    if metric_name == "accuracy":
         results["accuracy"] = results["score"]
     results["by_rarity"] = _breakdown(frame, "rarity", n_resamples, seed)
-    overlap = frame["ngram_overlap"].dropna()
-    if len(overlap) or contaminated:
+    if contaminated is not None:
         results["decontamination"] = {
             "n_checked": len(run.items),
             "n_contaminated": len(contaminated),
             "excluded": settings.exclude_contaminated,
             "contaminated_ids": sorted(contaminated)[:100],
-            "mean_overlap": float(overlap.mean()) if len(overlap) else 0.0,
-            # Scores on the clean items tell whether contamination inflated the headline number.
+            "examples": [{"id": i, "shared_ngram": g} for i, g in sorted(contaminated.items())[:20]],
             "clean": _subset_score(frame[frame["contaminated"] != True], n_resamples, seed),  # noqa: E712
             "contaminated": _subset_score(frame[frame["contaminated"] == True], n_resamples, seed),  # noqa: E712
         }
@@ -231,7 +249,6 @@ def evaluate(
     backend: Backend,
     out_dir: Path,
     settings: EvalSettings | None = None,
-    linker: EntityLinker | None = None,
     annotator: ItemAnnotator | None = None,
     extra_runs: Sequence[BenchmarkRun] = (),
     show_progress: bool = False,
@@ -246,7 +263,7 @@ def evaluate(
     for name in benchmarks:
         path = data.get(name) if isinstance(data, dict) else data
         if path is None:
-            missing[name] = "no data path given"
+            missing[name] = "no data path given (eval.data_dir or --data)"
             continue
         try:
             runs.append(load_benchmark(name, Path(path), settings.limit))
@@ -254,21 +271,24 @@ def evaluate(
             log.warning("skipping benchmark %s: %s", name, err)
             missing[name] = str(err)
 
+    annotator = annotator or ItemAnnotator()
+    annotator.prepare(runs)
     results: dict[str, dict[str, Any]] = {}
     with _progress(show_progress) as bar:
         for run in runs:
             name = run.benchmark.name
             task = bar.add_task(name, total=len(run.items)) if bar else None
             advance = (lambda k, task=task: bar.advance(task, k)) if bar else None
-            results[name] = run_items(run, backend, out_dir, settings, linker, annotator, advance)
+            results[name] = run_items(run, backend, out_dir, settings, annotator, advance)
             log.info("%s: %s %.4f over %d items", name, results[name]["metric"], results[name]["score"] or 0, results[name]["n"])
     summary = {
         "backend": backend.description,
         "benchmarks": results,
         "missing": missing,
         "settings": settings.__dict__,
-        "rarity_available": annotator is not None and annotator.rarity is not None,
-        "decontamination_available": annotator is not None and annotator.contamination is not None,
+        "rarity_available": bool(annotator.tiers),
+        "linker": repr(annotator.linker) if annotator.linker is not None else None,
+        "decontamination": repr(annotator.contamination) if annotator.contamination is not None else None,
     }
     (out_dir / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True, default=_json_default))
     from medfoundry.evaluation.report import write_report
@@ -320,3 +340,19 @@ def flat_metrics(summary: dict[str, Any]) -> dict[str, float]:
         if decon:
             flat[f"{name}/n_contaminated"] = float(decon["n_contaminated"])
     return {k: float(v) for k, v in flat.items() if v is not None and not math.isnan(float(v))}
+
+
+def build_annotator(
+    corpus: Path | None = None,
+    n: int = 13,
+    tree: str | Path | None = "auto",
+    ontology_dir: str | None = None,
+    max_nodes_per_source: int | None = None,
+) -> ItemAnnotator:
+    """The default annotator: the Medical Entity Tree linker (see `rarity.load_linker`) and decontamination against
+    `corpus` when given."""
+    from medfoundry.evaluation.decontamination import CorpusContamination
+    from medfoundry.evaluation.rarity import load_linker
+
+    linker = load_linker(tree, ontology_dir, max_nodes_per_source)
+    return ItemAnnotator(linker, CorpusContamination(Path(corpus), n) if corpus else None)

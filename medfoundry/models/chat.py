@@ -23,12 +23,21 @@ class ChatPrompt:
         messages = [dict(m) for m in self.messages] if self.messages is not None else [{"role": "user", "content": self.text}]
         if self.system is not None and messages[0]["role"] != "system":
             messages.insert(0, {"role": "system", "content": self.system})
-        if vision and self.image is not None and not any(_has_image(m) for m in messages):
-            first_user = next(i for i, m in enumerate(messages) if m["role"] == "user")
-            messages[first_user] = {"role": "user", "content": [{"type": "image"}, *_parts(messages[first_user])]}
+        if vision and self.image is not None:
+            messages = attach_image(messages)
         if not vision:
             messages = [{**m, "content": _as_text(m["content"])} for m in messages]
         return messages
+
+
+def attach_image(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Put an image placeholder before the text of the first user turn (unless a turn already has one)."""
+    if any(_has_image(m) for m in messages):
+        return messages
+    messages = list(messages)
+    first_user = next(i for i, m in enumerate(messages) if m["role"] == "user")
+    messages[first_user] = {"role": "user", "content": [{"type": "image"}, *_parts(messages[first_user])]}
+    return messages
 
 
 def _parts(message: dict) -> list[dict]:

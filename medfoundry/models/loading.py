@@ -60,6 +60,11 @@ class LoadedModel:
         return next(self.model.parameters()).device
 
 
+def count_parameters(model: torch.nn.Module) -> int:
+    """Parameter count, also for DeepSpeed ZeRO-3 models whose local tensors are empty partitions."""
+    return sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
+
+
 def _dtype(model_cfg: ModelConfig | None) -> torch.dtype:
     return DTYPES[model_cfg.dtype] if model_cfg is not None else torch.float32
 
@@ -69,11 +74,13 @@ def _place(model: PreTrainedModel, device: str | None) -> PreTrainedModel:
     return model.to(device).eval()
 
 
-def save_model(loaded: LoadedModel, out_dir: Path) -> Path:
-    """Write model, processor/tokenizer and medfoundry_model.json to `out_dir`; `load_model(out_dir)` round-trips."""
+def save_model(loaded: LoadedModel, out_dir: Path, state_dict: dict | None = None) -> Path:
+    """Write model, processor/tokenizer and medfoundry_model.json to `out_dir`; `load_model(out_dir)` round-trips.
+
+    `state_dict` overrides the model's own weights (e.g. gathered from DeepSpeed ZeRO-3 shards)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    loaded.model.save_pretrained(out_dir)
+    loaded.model.save_pretrained(out_dir, state_dict=state_dict)
     if loaded.processor is not None:
         loaded.processor.save_pretrained(out_dir)
     else:
@@ -85,7 +92,7 @@ def save_model(loaded: LoadedModel, out_dir: Path) -> Path:
         "processor_class": type(loaded.processor).__name__ if loaded.processor is not None else None,
         "is_vision": loaded.is_vision,
         "source": loaded.source,
-        "num_parameters": sum(p.numel() for p in loaded.model.parameters()),
+        "num_parameters": count_parameters(loaded.model),
     }
     (out_dir / MODEL_MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return out_dir
@@ -152,9 +159,17 @@ def smollm2_dir() -> Path:
 
 
 def _load_smollm2(dtype: torch.dtype, device: str | None) -> LoadedModel:
+    from transformers import GgufConfig
+
     folder = smollm2_dir()
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_GGUF, dtype=dtype)
+    # Dequantized at load: packed GGUF weights are neither trainable nor serializable by save_pretrained.
+    model = AutoModelForCausalLM.from_pretrained(
+        folder,
+        gguf_file=SMOLLM2_GGUF,
+        dtype=dtype,
+        quantization_config=GgufConfig(gguf_file=SMOLLM2_GGUF, dequantize=True),
+    )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -84,7 +84,8 @@ def register_model_version(
     """Log `model_dir` as `model/` artifacts of the given (or active) run, register a version of `name` with
     lineage and metric tags, and point the `candidate` alias at it.
 
-    Without a run id and with no active run, a short run named `register-<name>` is created for the artifacts.
+    Without a run id and with no active run (outside the pipeline), a run named `register-<name>` is created in the
+    current experiment for the artifacts.
     """
     import mlflow
 
@@ -92,18 +93,11 @@ def register_model_version(
     if not model_dir.is_dir() or not any(model_dir.iterdir()):
         raise ValueError(f"{model_dir}: not a model folder (missing or empty)")
     client = _client()
-    created_run = False
-    if run_id is None:
-        active = mlflow.active_run()
-        if active is not None:
-            run_id = active.info.run_id
-        else:
-            experiment = mlflow.get_experiment_by_name("Default") or mlflow.get_experiment("0")
-            run_id = client.create_run(experiment.experiment_id, run_name=f"register-{name}").info.run_id
-            created_run = True
+    if run_id is None and mlflow.active_run() is None:
+        with mlflow.start_run(run_name=f"register-{name}") as run:
+            run_id = run.info.run_id
+    run_id = run_id or mlflow.active_run().info.run_id
     client.log_artifacts(run_id, str(model_dir), MODEL_ARTIFACT_PATH)
-    if created_run:
-        client.set_terminated(run_id)
     source = f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{MODEL_ARTIFACT_PATH}"
 
     tags = {f"{LINEAGE_PREFIX}{k}": str(v) for k, v in lineage.items() if v is not None}

@@ -156,7 +156,9 @@ class NgramIndex:
         for i, token in enumerate(tokens):
             value = cache.get(token)
             if value is None:
-                value = int.from_bytes(hashlib.blake2b(token.encode("utf-8"), digest_size=8).digest(), "little")
+                value = int.from_bytes(
+                    hashlib.blake2b(token.encode("utf-8"), digest_size=8).digest(), "little"
+                )
                 if len(cache) < 2_000_000:
                     cache[token] = value
             values[i] = value

@@ -47,7 +47,9 @@ def test_monochrome1_is_inverted_with_voi_window():
     # Displayed like a film after inversion: the mediastinum (centre) is bright, the lungs beside it dark.
     band = slice(h // 3, h // 2)
     mediastinum = arr[band, w // 2 - 60 : w // 2 + 60].mean()
-    lungs = (arr[band, w // 4 - 60 : w // 4 + 60].mean() + arr[band, 3 * w // 4 - 60 : 3 * w // 4 + 60].mean()) / 2
+    lungs = (
+        arr[band, w // 4 - 60 : w // 4 + 60].mean() + arr[band, 3 * w // 4 - 60 : 3 * w // 4 + 60].mean()
+    ) / 2
     assert mediastinum > lungs + 40
 
 

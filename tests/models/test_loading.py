@@ -67,3 +67,15 @@ def test_tiny_source_needs_text(tmp_path):
 
     with pytest.raises(ValueError, match="no text"):
         build_base_model(load_profile("tiny").model, ["", "  "], tmp_path)
+
+
+def test_load_from_s3(tiny_model_dir, s3_env, workspace):
+    import uuid
+
+    from medfoundry.storage import open_storage
+
+    store = open_storage(f"s3://mf-models-{uuid.uuid4().hex[:8]}/models")
+    key = store.put_dir_versioned(tiny_model_dir, "base")
+    loaded = load_model(store.url(key))
+    assert loaded.is_vision and loaded.family == "qwen2_vl"
+    assert any((workspace / "cache" / "models").rglob("model.safetensors"))  # downloaded into the workspace cache

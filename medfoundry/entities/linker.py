@@ -1,0 +1,500 @@
+"""Dictionary entity linker: one Aho-Corasick automaton (pyahocorasick) over the tree's normalized surface forms.
+
+How a text is matched (all offsets refer to the original text):
+- `fold` lower-cases it and turns every non-alphanumeric character (punctuation, hyphens, whitespace) into a space,
+  one character for one, so offsets need no mapping; documents of a batch are joined with a NUL that no form holds;
+- each surface form is stored as " form " (its folded spelling, and the whitespace-collapsed one) and the text is
+  padded with a space at each end: every match starts and ends on a word boundary, in one C pass (`iter`);
+- the longest match wins where matches nest or overlap (leftmost first), chosen with numpy, not per match in Python.
+
+Guards against short ambiguous forms (`LinkerOptions`): forms shorter than `min_length` are dropped; forms that are
+acronyms in their source ("ALL", "DIL") and short lower-case drug synonyms ("gaba") match only when written in
+upper case and not inside an upper-case heading; two-letter acronyms, single-word HPO modifiers ("distal"), generic
+heads ("syndrome") and forms that are common English words ("as", "cold", "all", "lead") are dropped.
+Negation cues (see `negation.py`) live in the same automaton, so negation costs no second pass.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from medfoundry.entities import negation
+from medfoundry.entities.normalize import DOCUMENT_SEPARATOR, code_points, fold, is_acronym, normalize_form
+from medfoundry.entities.tree import EntityTree
+
+_ENTITY, _PRE, _POST, _PSEUDO, _TERMINATOR = 0, 1, 2, 3, 4
+_SEPARATOR = f" {DOCUMENT_SEPARATOR} "
+_BRACKETED = re.compile(r"\s*[\[(][^\])]*[\])]")
+_UNSPECIFIED = re.compile(r",?\s+(unspecified|not elsewhere classified|nos)$", re.IGNORECASE)
+_POSSESSIVE = re.compile(r"['’]s?(?=\s)")
+# "Farber disease" is also written "Farber's disease" (and the other way round, handled by _POSSESSIVE).
+_EPONYM_HEAD = re.compile(
+    r"\b([A-Z][a-z]+(?<!al)(?<!ic)(?<!ous)(?<!ary)(?<!ive)(?<!ar)(?<!oid)(?<!ed)(?<!ac))"
+    r"(?= (?:disease|syndrome|palsy|sign|anomaly|phenomenon|encephalitis)\b)"
+)
+_ROMAN = ("i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x")
+_TYPE_NUMBER = re.compile(r"\b(type|group|class) (\d+|[ivx]+)\b", re.IGNORECASE)
+_PLURAL_KINDS = frozenset({"disease", "phenotype", "symptom", "injury", "anatomy"})
+_PLURAL_RULES = (
+    (re.compile(r"sis$"), "ses"),
+    (re.compile(r"([^aeiou])y$"), r"\1ies"),
+    (re.compile(r"(x|z|ch|sh)$"), r"\1es"),
+)
+
+# Common English words that are also synonyms of some node but in running text mostly are not mentions of it.
+AMBIGUOUS_WORDS = frozenset(
+    """
+    a about above act acts after again against age aged aid aids air all also am an and any are art as at
+    back bad bag band bar base be bean beet being best better between big bit black blue boil born both box
+    boy bring brown but by call called can care case cast cat change child clear close
+    cold come common control corn could cover cross cut dark date day dead deep did do does doing done down
+    draw dry dull each early earth easy eat egg either end energy even ever every fact fair fall far fast
+    feel fell few field file fill find fine fire first fit five flat flow fly focus food for form four free
+    from front full gain gas get give glass go gold good great green ground group grow had half hard
+    has have he hear heat heavy held help her here high him his hit hold home hope hops hot how ice if
+    in is it its just keep kind kit know land large last late lead leaf left less let level lie life light like
+    line lines little live long look lose lot love low made main major make male man many mark matter may
+    me mean men might mind mine minor miss more most mother move much must my name near need net never new next
+    nice night no none nor normal not note now number of off oil old on once one only open or other our out over own
+    page pan part pass past patch pay peak per pick pill place plain plan plant play point pole poor post pot
+    power press pure put race rain range rate raw reach read ready real red rest rich ride right ring rise road rock
+    role room root rose round rule run safe said salt same sand save saw say sea see seed seen self send set shape
+    she shell short should show side sign simple since single sink six size slow small smile snow so soft
+    soil some son sound spring stand star start state stay step still stone stop store strain strong such sugar sun
+    support sure table tail take talk tall tea tear test than that the their them then there these they thing this
+    those three through tie time tip to today too top total touch tree trial true try turn two type under unit up
+    upon us use used very wall want war warm was watch water wave way we wear well went were wet what when where
+    which while white who whole why wide will wind wine with wood word work world would year yellow yes yet you young
+    your
+    """.split()
+)
+# Generic heads that name a category, not an entity, when they stand alone.
+GENERIC_FORMS = frozenset(
+    "disease diseases disorder disorders syndrome syndromes symptom symptoms sign signs finding findings condition "
+    "conditions abnormality abnormalities anomaly anomalies drug drugs medicine medicines injury injuries".split()
+)
+
+
+@dataclass(frozen=True)
+class LinkerOptions:
+    min_length: int = 3  # shortest normalized form kept (characters)
+    short_drug_synonym: int = 4  # lower-case drug synonyms up to this length are treated as acronyms
+    scope_words: int = 5  # NegEx window, in words, between a trigger and the mention
+    negation: bool = True
+
+
+@dataclass
+class Matches:
+    """Mentions found in a batch, as parallel arrays (the fast path); `mentions()` turns them into EntityMentions."""
+
+    doc: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    node: np.ndarray  # row in the tree frame
+    negated: np.ndarray
+    n_docs: int
+    linker: Linker = field(repr=False)
+
+    def __len__(self) -> int:
+        return len(self.doc)
+
+    def mentions(self) -> list[list]:
+        from medfoundry.data.records import EntityMention
+
+        out: list[list] = [[] for _ in range(self.n_docs)]
+        ids, names, kinds, rare = self.linker.ids, self.linker.names, self.linker.kinds, self.linker.rare
+        for doc, start, end, node, negated in zip(
+            self.doc.tolist(),
+            self.start.tolist(),
+            self.end.tolist(),
+            self.node.tolist(),
+            self.negated.tolist(),
+            strict=True,
+        ):
+            out[doc].append(
+                EntityMention(
+                    id=ids[node],
+                    name=names[node],
+                    kind=kinds[node],
+                    start=start,
+                    end=end,
+                    rare=rare[node],
+                    negated=negated,
+                )
+            )
+        return out
+
+
+@dataclass
+class _Form:
+    key: str
+    node: int
+    rank: tuple
+    acronym: bool
+    spellings: set[str] = field(default_factory=set)  # folded spellings with other spacing ("atrophy  lower")
+
+
+class Linker:
+    """Build with `Linker.from_tree(tree)`; `link(text)` for one text, `find(texts)` / `link_batch(texts)` for many."""
+
+    def __init__(
+        self,
+        automaton,
+        values: np.ndarray,
+        tree: EntityTree,
+        options: LinkerOptions,
+        stats: dict,
+        form_nodes: dict[str, int],
+    ) -> None:
+        self.automaton = automaton
+        self.form_nodes = form_nodes  # normalized surface form -> node row
+        # values[i] = (code, node row, pattern length in the padded text, acronym flag)
+        self.values = values
+        self.options = options
+        self.stats = stats
+        frame = tree.frame
+        self.ids: list[str] = frame["id"].tolist()
+        self.names: list[str] = frame["name"].tolist()
+        self.kinds: list[str] = frame["kind"].tolist()
+        self.rare: list[bool] = frame["rare"].astype(bool).tolist()
+
+    # -- building -------------------------------------------------------------------------------------------------
+    @classmethod
+    def from_tree(cls, tree: EntityTree, options: LinkerOptions | None = None) -> Linker:
+        import ahocorasick
+
+        options = options or LinkerOptions()
+        forms, stats = _collect_forms(tree, options)
+        automaton = ahocorasick.Automaton()
+        values: list[tuple[int, int, int, int]] = []
+
+        def add(spelling: str, code: int, node: int, acronym: bool) -> None:
+            pattern = f" {spelling} "
+            automaton.add_word(pattern, len(values))
+            values.append((code, node, len(pattern), int(acronym)))
+
+        for form in forms.values():
+            for spelling in (form.key, *form.spellings):
+                add(spelling, _ENTITY, form.node, form.acronym)
+        cue_groups = (
+            (_PRE, negation.PRE_TRIGGERS),
+            (_POST, negation.POST_TRIGGERS),
+            (_PSEUDO, negation.PSEUDO_TRIGGERS),
+            (_TERMINATOR, negation.TERMINATORS),
+        )
+        if options.negation:
+            for code, phrases in cue_groups:
+                for phrase in phrases:
+                    key = normalize_form(phrase)
+                    if key not in forms:  # an entity form of the same spelling wins
+                        add(key, code, -1, False)
+        automaton.make_automaton()
+        stats["patterns"] = len(values)
+        form_nodes = {key: form.node for key, form in forms.items()}
+        return cls(
+            automaton, np.asarray(values, dtype=np.int64).reshape(-1, 4), tree, options, stats, form_nodes
+        )
+
+    def lookup(self, surface_form: str) -> str | None:
+        """The node id a whole surface form links to (None when it is not in the dictionary)."""
+        row = self.form_nodes.get(normalize_form(surface_form))
+        return None if row is None else self.ids[row]
+
+    # -- matching -------------------------------------------------------------------------------------------------
+    def link(self, text: str) -> list:
+        """EntityMentions in one text."""
+        return self.find([text]).mentions()[0]
+
+    def link_batch(self, texts: Sequence[str], batch_chars: int = 4_000_000) -> list[list]:
+        """EntityMentions for each text; texts are matched in batches of about `batch_chars` characters."""
+        out: list[list] = []
+        for batch in batches(texts, batch_chars):
+            out.extend(self.find(batch).mentions())
+        return out
+
+    def find(self, texts: Sequence[str]) -> Matches:
+        """All mentions in `texts` as arrays (document index, start, end, node row, negated): the fast path."""
+        texts = list(texts)
+        lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+        doc_starts = np.zeros(len(texts), dtype=np.int64)
+        if len(texts) > 1:
+            doc_starts[1:] = np.cumsum(lengths[:-1] + len(_SEPARATOR))
+        joined = _SEPARATOR.join(texts)
+        folded = fold(joined)
+        found = list(self.automaton.iter(" " + folded + " "))
+        if not found:
+            return self._empty(len(texts))
+        hits = np.asarray(found, dtype=np.int64)
+        value = self.values[hits[:, 1]]
+        # the padded text is folded shifted by one: a pattern " form " ending at e covers folded[e - len + 1, e - 1)
+        starts = hits[:, 0] - value[:, 2] + 1
+        ends = hits[:, 0] - 1
+        keep = _leftmost_longest(starts, ends)
+        starts, ends, value = starts[keep], ends[keep], value[keep]
+        code, node, acronym = value[:, 0], value[:, 1], value[:, 3].astype(bool)
+        is_mention = code == _ENTITY
+        if acronym.any():
+            is_mention &= self._case_guard(joined, starts, ends, acronym)
+        negated = np.zeros(len(code), dtype=bool)
+        if self.options.negation and np.isin(code, (_PRE, _POST)).any():
+            negated = self._negated(joined, folded, starts, ends, code, is_mention)
+        doc = np.searchsorted(doc_starts, starts[is_mention], side="right") - 1
+        return Matches(
+            doc=doc.astype(np.int32),
+            start=starts[is_mention] - doc_starts[doc],
+            end=ends[is_mention] - doc_starts[doc],
+            node=node[is_mention].astype(np.int32),
+            negated=negated[is_mention],
+            n_docs=len(texts),
+            linker=self,
+        )
+
+    def _empty(self, n_docs: int) -> Matches:
+        empty = np.zeros(0, dtype=np.int64)
+        return Matches(
+            empty.astype(np.int32), empty, empty, empty.astype(np.int32), empty.astype(bool), n_docs, self
+        )
+
+    @staticmethod
+    def _case_guard(text: str, starts: np.ndarray, ends: np.ndarray, acronym: np.ndarray) -> np.ndarray:
+        """Acronym forms must be written without lower-case letters, and not inside an all-caps heading."""
+        ok = np.ones(len(starts), dtype=bool)
+        candidates = np.flatnonzero(acronym)
+        # most candidates are lower-case words ("all"): reject those by their first and last letter, vectorized
+        first = np.fromiter((ord(text[i]) for i in starts[candidates]), dtype=np.int64, count=len(candidates))
+        last = np.fromiter(
+            (ord(text[i - 1]) for i in ends[candidates]), dtype=np.int64, count=len(candidates)
+        )
+        lower = ((first >= 97) & (first <= 122)) | ((last >= 97) & (last <= 122))
+        ok[candidates[lower]] = False
+        for i in candidates[~lower].tolist():
+            span = text[starts[i] : ends[i]]
+            if any(c.islower() for c in span):
+                ok[i] = False
+                continue
+            before = text[max(0, starts[i] - 40) : starts[i]].split()
+            after = text[ends[i] : ends[i] + 40].split()
+            neighbours = [w for w in (before[-1:] + after[:1]) if sum(c.isalpha() for c in w) >= 2]
+            ok[i] = not any(w.isupper() for w in neighbours)
+        return ok
+
+    def _negated(self, text, folded, starts, ends, code, is_mention) -> np.ndarray:
+        """NegEx: a trigger within `scope_words` words of the mention, no terminator in between."""
+        window = self.options.scope_words
+        chars = code_points(folded)
+        is_word = chars > 32
+        word_starts = np.flatnonzero(is_word[1:] & ~is_word[:-1]) + 1
+        barriers = np.sort(np.concatenate((_terminator_positions(text), starts[code == _TERMINATOR])))
+        pre_end = np.sort(ends[code == _PRE])
+        post_start = np.sort(starts[code == _POST])
+        negated = np.zeros(len(starts), dtype=bool)
+        m_start, m_end = starts[is_mention], ends[is_mention]
+
+        def words_between(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+            return np.searchsorted(word_starts, right) - np.searchsorted(word_starts, left)
+
+        def blocked(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+            return np.searchsorted(barriers, left) < np.searchsorted(barriers, right)
+
+        hit = np.zeros(len(m_start), dtype=bool)
+        if len(pre_end):
+            i = np.searchsorted(pre_end, m_start, side="right") - 1
+            trigger_end = pre_end[np.maximum(i, 0)]
+            hit |= (i >= 0) & (words_between(trigger_end, m_start) <= window) & ~blocked(trigger_end, m_start)
+        if len(post_start):
+            i = np.searchsorted(post_start, m_end, side="left")
+            trigger_start = post_start[np.minimum(i, len(post_start) - 1)]
+            found = i < len(post_start)
+            hit |= found & (words_between(m_end, trigger_start) <= window) & ~blocked(m_end, trigger_start)
+        negated[is_mention] = hit
+        return negated
+
+    # -- records ----------------------------------------------------------------------------------------------------
+    def annotate(self, records: Iterable, batch_chars: int = 4_000_000) -> list:
+        """Records with `entities` filled from their text, question and options (offsets into `record.text`
+        for text mentions; mentions found elsewhere carry `field` in their extra data)."""
+        records = list(records)
+        fields = [_record_fields(record) for record in records]
+        flat = [text for parts in fields for _, text in parts]
+        mentions = self.link_batch(flat, batch_chars)
+        out, cursor = [], 0
+        for record, parts in zip(records, fields, strict=True):
+            entities = []
+            for name, _ in parts:
+                for mention in mentions[cursor]:
+                    if name != "text":
+                        mention = type(mention)(**mention.model_dump(), field=name)
+                    entities.append(mention)
+                cursor += 1
+            out.append(record.model_copy(update={"entities": entities}))
+        return out
+
+
+def _record_fields(record) -> list[tuple[str, str]]:
+    parts = [("text", record.text or "")]
+    if record.question:
+        parts.append(("question", record.question))
+    for letter, option in sorted((record.options or {}).items()):
+        parts.append((f"option:{letter}", option))
+    if record.reasoning:
+        parts.append(("reasoning", record.reasoning))
+    return parts
+
+
+def batches(texts: Sequence[str], batch_chars: int) -> Iterable[list[str]]:
+    batch: list[str] = []
+    size = 0
+    for text in texts:
+        batch.append(text)
+        size += len(text)
+        if size >= batch_chars:
+            yield batch
+            batch, size = [], 0
+    if batch or not texts:
+        yield batch
+
+
+_TERMINATOR_TABLE = bytes(1 if chr(c) in negation.TERMINATOR_CHARS or c == 0 else 0 for c in range(256))
+
+
+def _terminator_positions(text: str) -> np.ndarray:
+    """Offsets of the characters that end a negation scope (sentence punctuation, line breaks, NUL separators)."""
+    if text.isascii():
+        return np.flatnonzero(
+            np.frombuffer(text.encode("ascii").translate(_TERMINATOR_TABLE), dtype=np.uint8)
+        )
+    chars = code_points(text)
+    return np.flatnonzero(np.isin(chars, [0, *map(ord, negation.TERMINATOR_CHARS)]))
+
+
+def _leftmost_longest(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Indices of the matches kept: drop every match inside a longer one, then the later of two that overlap."""
+    order = np.lexsort((-ends, starts))
+    sorted_ends = ends[order]
+    covered = np.empty(len(order), dtype=np.int64)
+    covered[0] = -1
+    covered[1:] = np.maximum.accumulate(sorted_ends)[:-1]
+    keep = covered < starts[order]  # starts after everything before it ends: neither inside nor overlapping
+    return np.sort(order[keep])
+
+
+def _plural(form: str) -> str | None:
+    head, _, last = form.rpartition(" ")
+    if len(last) < 4 or not last.isalpha() or not last[1:].islower() or "," in form:
+        return None
+    for pattern, replacement in _PLURAL_RULES:
+        if pattern.search(last):
+            return f"{head} {pattern.sub(replacement, last)}".strip()
+    return None if last.endswith(("s", "ae")) else f"{form}s"
+
+
+def _swap_numeral(match: re.Match) -> str:
+    """'type 1' <-> 'type I' (1-10)."""
+    word, number = match.group(1), match.group(2)
+    if number.isdigit():
+        return (
+            f"{word} {_ROMAN[int(number) - 1].upper()}" if 1 <= int(number) <= len(_ROMAN) else match.group(0)
+        )
+    lower = number.lower()
+    return f"{word} {_ROMAN.index(lower) + 1}" if lower in _ROMAN else match.group(0)
+
+
+def _variants(form: str, kind: str) -> list[str]:
+    """Spelling variants of a source form: bracketed qualifiers, ', unspecified' and possessive 's dropped or added,
+    diacritics folded to ASCII, and (for diseases, phenotypes, symptoms and anatomy) the plural of the last word."""
+    # each rule runs only where its cheap substring test says it can apply (this runs for ~300k forms)
+    candidates = []
+    if "(" in form or "[" in form:
+        candidates.append(_BRACKETED.sub("", form))
+    if "," in form or form.endswith(("NOS", "nos")):
+        candidates.append(_UNSPECIFIED.sub("", form))
+    if "'" in form or "’" in form:
+        candidates.append(_POSSESSIVE.sub("", form))
+    if " disease" in form or " syndrome" in form or " palsy" in form or " sign" in form or " anomaly" in form:
+        candidates.append(_EPONYM_HEAD.sub(r"\1's", form))
+    if not form.isascii():
+        candidates.append(unicodedata.normalize("NFKD", form).encode("ascii", "ignore").decode("ascii"))
+    if kind in _PLURAL_KINDS:
+        candidates.append(_plural(form) or "")
+    lowered = form.lower()
+    if "type " in lowered or "group " in lowered or "class " in lowered:
+        candidates.append(_TYPE_NUMBER.sub(_swap_numeral, form))
+    out = []
+    for candidate in candidates:
+        candidate = candidate.strip()
+        if candidate and candidate != form and candidate not in out:
+            out.append(candidate)
+    return out
+
+
+def _collect_forms(tree: EntityTree, options: LinkerOptions) -> tuple[dict[str, _Form], dict]:
+    """One node per normalized form: preferred names beat synonyms, source spellings beat variants, then kind
+    order (diseases first) and id priority break ties."""
+    from medfoundry.entities.tree import _KIND_PRIORITY, _priority
+
+    frame = tree.frame
+    forms: dict[str, _Form] = {}
+    first_node: dict[str, int] = {}
+    ambiguous: set[str] = set()
+    dropped = {"short": 0, "ambiguous_word": 0, "generic": 0, "numeric": 0, "two_letter_acronym": 0}
+    rows = zip(
+        range(len(frame)),
+        frame["id"],
+        frame["name"],
+        frame["synonyms"],
+        frame["kind"],
+        frame["linkable"],
+        strict=True,
+    )
+    for row, node_id, name, synonyms, kind, linkable in rows:
+        if not linkable:
+            continue
+        kind_rank, id_rank = _KIND_PRIORITY.get(kind, 99), _priority(node_id)
+        spellings = [(name, 0)] + [(synonym, 1) for synonym in synonyms]
+        spellings += [
+            (variant, 2 + origin) for text, origin in spellings for variant in _variants(text, kind)
+        ]
+        for text, origin in spellings:
+            spelling = fold(text).strip()
+            key = " ".join(spelling.split()) if "  " in spelling else spelling
+            if not key:
+                continue
+            acronym = is_acronym(text)
+            single_word = " " not in key
+            if key.replace(" ", "").isdigit():
+                dropped["numeric"] += 1
+                continue
+            if single_word and (key in GENERIC_FORMS or kind == "clinical_attribute"):
+                dropped["generic"] += 1
+                continue
+            if acronym and len(key) <= 2:
+                dropped["two_letter_acronym"] += 1
+                continue
+            if len(key) < options.min_length:
+                dropped["short"] += 1
+                continue
+            if not acronym and kind in ("drug", "drug_class") and origin == 1 and single_word:
+                acronym = len(key) <= options.short_drug_synonym  # the drug dictionary lower-cases acronyms
+            if key in AMBIGUOUS_WORDS and not acronym:
+                dropped["ambiguous_word"] += 1
+                continue
+            rank = (origin, kind_rank, id_rank)
+            if first_node.setdefault(key, row) != row:
+                ambiguous.add(key)
+            current = forms.get(key)
+            if current is None or rank < current.rank:
+                current = forms[key] = _Form(key, row, rank, acronym, current.spellings if current else set())
+            if spelling != key:
+                current.spellings.add(spelling)
+    stats = {
+        "forms": len(forms),
+        "acronym_forms": sum(f.acronym for f in forms.values()),
+        "dropped": dropped,
+        "ambiguous_forms": len(ambiguous),
+    }
+    return forms, stats

@@ -1,0 +1,65 @@
+"""`medfoundry train pretrain|sft|grpo`: one training stage on a dataset folder (heavy imports inside commands)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+train_app = typer.Typer(help="Run one training stage (continual pretraining, SFT, GRPO) outside a pipeline.",
+                        no_args_is_help=True)
+
+PROFILE = typer.Option("tiny", "--profile", "-p", help="Profile name (tiny, small, production-7b) or YAML.")
+SET = typer.Option(None, "--set", help="Override a profile field, e.g. --set sft.max_steps=2.")
+DATA = typer.Option(..., "--data", help="Dataset folder (records.jsonl + images/).")
+MODEL = typer.Option(..., "--model", help="Model to start from: folder, s3://, hf id, smollm2.")
+OUT = typer.Option(..., "--out", help="Folder for the trained model and train_metrics.json.")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(train_app, name="train")
+
+
+def _run(stage: str, profile: str, overrides: list[str] | None, data: Path, model: str, out: Path) -> None:
+    from rich.console import Console
+
+    from medfoundry.cli import load_profile_or_exit
+
+    resolved = load_profile_or_exit(profile, overrides)
+    console = Console()
+    with console.status(f"{stage}: training ({resolved.name} profile)..."):
+        if stage == "pretrain":
+            from medfoundry.training.pretrain import run_pretrain as fn
+        elif stage == "sft":
+            from medfoundry.training.sft import run_sft as fn
+        else:
+            from medfoundry.training.grpo import run_grpo as fn
+        try:
+            metrics = fn(resolved, data, model, out)
+        except (ValueError, FileNotFoundError, RuntimeError) as err:
+            Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+    console.print_json(json.dumps(metrics, default=str))
+    console.print(f"saved to {out}")
+
+
+@train_app.command("pretrain")
+def pretrain_command(data: Path = DATA, model: str = MODEL, out: Path = OUT, profile: str = PROFILE,
+                     set_: list[str] = SET) -> None:
+    """Continual pretraining on the dataset's texts and images."""
+    _run("pretrain", profile, set_, data, model, out)
+
+
+@train_app.command("sft")
+def sft_command(data: Path = DATA, model: str = MODEL, out: Path = OUT, profile: str = PROFILE,
+                set_: list[str] = SET) -> None:
+    """SFT with <think>/<answer> targets on the dataset's training QA records."""
+    _run("sft", profile, set_, data, model, out)
+
+
+@train_app.command("grpo")
+def grpo_command(data: Path = DATA, model: str = MODEL, out: Path = OUT, profile: str = PROFILE,
+                 set_: list[str] = SET) -> None:
+    """GRPO on the RL half of the held-back QA records with the profile's reward mixture."""
+    _run("grpo", profile, set_, data, model, out)

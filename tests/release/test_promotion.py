@@ -1,0 +1,137 @@
+"""Registry + gate + GitOps promotion and rollback against a sqlite MLflow store and local git repositories."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import yaml
+
+from medfoundry.release import registry
+from medfoundry.release.gitops import GitOpsRepo
+from medfoundry.release.manifests import validate_against_crd
+from medfoundry.release.promote import PromotionError, open_repo, promote_model, rollback
+
+GOOD = {"heldout/accuracy": 0.62, "heldout/ci95_lo": 0.55, "heldout/ci95_hi": 0.69, "heldout/rare/accuracy": 0.4}
+BETTER = {"heldout/accuracy": 0.66, "heldout/ci95_lo": 0.60, "heldout/ci95_hi": 0.70, "heldout/rare/accuracy": 0.45}
+REGRESSED = {"heldout/accuracy": 0.50, "heldout/ci95_lo": 0.44, "heldout/ci95_hi": 0.56, "heldout/rare/accuracy": 0.4}
+LINEAGE = {"pipeline_run_id": "run-1", "dataset_hash": "abc123", "base_model": "tiny", "config_hash": "cfg", "git_sha": "deadbee"}
+NAME = "medvlm-test"
+
+
+def _commits(repo: GitOpsRepo) -> list[str]:
+    out = subprocess.run(["git", "rev-list", "HEAD"], cwd=repo.path, capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+def _register(model_dir, metrics, run_id=None):
+    return registry.register_model_version(model_dir, NAME, LINEAGE, metrics, run_id=run_id)
+
+
+def test_register_sets_lineage_metrics_and_candidate(profile, model_dir):
+    import mlflow
+
+    with mlflow.start_run() as run:
+        info = _register(model_dir, {**GOOD, "not_a_number": float("nan")})
+    assert info.run_id == run.info.run_id and info.aliases == ["candidate"]
+    assert info.lineage["dataset_hash"] == "abc123" and info.lineage["git_sha"] == "deadbee"
+    assert info.metrics == GOOD
+    assert (registry.download_model(f"models:/{NAME}@candidate") / "config.json").is_file()
+    second = _register(model_dir, GOOD)  # no active run: a registration run is created
+    assert second.version == "2" and second.run_id != run.info.run_id
+    assert registry.resolve(f"models:/{NAME}@candidate").version == "2"
+    assert registry.resolve(f"models:/{NAME}/1").aliases == []
+
+
+def test_promote_refuse_promote_rollback(profile, model_dir, tmp_path, shared_dir):
+    crd = shared_dir / "k8s-crds" / "serving.kserve.io_inferenceservices.yaml"
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "--quiet", "--bare", str(remote)], check=True)
+    profile.gitops.remote = str(remote)
+
+    v1 = _register(model_dir, GOOD)
+    first = promote_model(profile, NAME, v1.version, "dev")
+    assert first.promoted and first.commit and first.pushed
+    repo = open_repo(profile)
+    manifest_v1 = repo.manifest_path("dev").read_text()
+    assert validate_against_crd(yaml.safe_load(manifest_v1), crd) == []
+
+    # A regressed candidate is refused with reasons; nothing is committed and no alias moves.
+    v2 = _register(model_dir, REGRESSED)
+    head_before = _commits(repo)
+    refused = promote_model(profile, NAME, v2.version, "dev")
+    assert not refused.promoted and refused.commit is None
+    assert any("regression beyond policy" in r for r in refused.decision.reasons)
+    assert _commits(repo) == head_before
+    assert registry.version_by_alias(NAME, "champion").version == v1.version
+    assert registry.get_version(NAME, v2.version).tags["gate.dev.passed"] == "false"
+    assert refused.decision_path.is_file()
+
+    # A better one: exactly one commit, valid InferenceService, aliases moved, pushed to the remote.
+    v3 = _register(model_dir, BETTER)
+    good = promote_model(profile, NAME, v3.version, "dev")
+    assert good.promoted and good.previous_version == v1.version
+    assert _commits(repo)[1:] == head_before
+    manifest = yaml.safe_load(repo.manifest_path("dev").read_text())
+    assert validate_against_crd(manifest, crd) == []
+    assert manifest["spec"]["predictor"]["model"]["storageUri"].endswith("/artifacts/model")
+    assert manifest["metadata"]["annotations"]["medfoundry.io/model-version"] == v3.version
+    assert {a: registry.version_by_alias(NAME, a).version for a in ("champion", "dev")} == {
+        "champion": v3.version,
+        "dev": v3.version,
+    }
+    remote_head = subprocess.run(["git", "rev-parse", "main"], cwd=remote, capture_output=True, text=True).stdout.strip()
+    assert remote_head == good.commit
+
+    # Rollback restores the previous manifest and both aliases, in one pushed commit.
+    back = rollback(profile, "dev")
+    assert (back.rolled_back_version, back.restored_version) == (v3.version, v1.version)
+    assert repo.manifest_path("dev").read_text() == manifest_v1
+    assert registry.version_by_alias(NAME, "champion").version == v1.version
+    assert registry.version_by_alias(NAME, "dev").version == v1.version
+    assert _commits(repo)[1:3] == [good.commit, *head_before[:1]]
+
+    # Rolling back the first promotion leaves the environment without a model (the seeded placeholder, or no
+    # manifest at all) and without aliases.
+    first_back = rollback(profile, "dev")
+    assert first_back.restored_version is None
+    seeded = repo.read_manifest("dev")
+    assert seeded is None or "storageUri" not in seeded["spec"]["predictor"]["model"]
+    assert registry.version_by_alias(NAME, "champion") is None and registry.version_by_alias(NAME, "dev") is None
+    with pytest.raises(PromotionError, match="nothing to roll back"):
+        rollback(profile, "dev")
+
+
+def test_template_seed_keeps_platform_fields_and_comments(profile, model_dir, shared_dir):
+    from medfoundry.release.gitops import TEMPLATE_DIR
+
+    if not TEMPLATE_DIR.is_dir():
+        pytest.skip("platform/gitops-template/ is not in this checkout")
+    template = (TEMPLATE_DIR / "apps/medfoundry-model/overlays/prod/inferenceservice.yaml").read_text()
+    v1 = _register(model_dir, GOOD)
+    promote_model(profile, NAME, v1.version, "prod")
+    repo = open_repo(profile)
+    text = repo.manifest_path("prod").read_text()
+    assert text.splitlines()[0] == template.splitlines()[0]  # the platform's comment survives
+    manifest, seeded = yaml.safe_load(text), yaml.safe_load(template)
+    assert manifest["spec"]["predictor"]["nodeSelector"] == seeded["spec"]["predictor"]["nodeSelector"]
+    assert manifest["spec"]["predictor"]["model"]["resources"] == seeded["spec"]["predictor"]["model"]["resources"]
+    crd = shared_dir / "k8s-crds" / "serving.kserve.io_inferenceservices.yaml"
+    assert validate_against_crd(manifest, crd) == []
+
+
+def test_minimal_seed_same_version_twice_and_default_version(profile, model_dir, monkeypatch, tmp_path):
+    from medfoundry.release import gitops
+
+    monkeypatch.setattr(gitops, "TEMPLATE_DIR", tmp_path / "no-template")
+    v1 = _register(model_dir, GOOD)
+    first = promote_model(profile, NAME, "", "staging")  # empty version: the candidate alias
+    assert first.version == v1.version and first.commit
+    again = promote_model(profile, NAME, v1.version, "staging")
+    assert again.promoted and again.commit is None
+    checked = promote_model(profile, NAME, v1.version, "prod", gate_checked=True)
+    assert checked.decision is None and checked.commit
+    repo = open_repo(profile)
+    assert sorted(p.name for p in (repo.path / "apps/medfoundry-model/overlays").iterdir()) == ["prod", "staging"]
+    overlay = yaml.safe_load((repo.overlay_dir("prod") / "kustomization.yaml").read_text())
+    assert overlay["namespace"] == "medfoundry-prod" and overlay["resources"] == ["../../base"]
