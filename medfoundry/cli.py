@@ -153,12 +153,16 @@ def runs(limit: int = typer.Option(10, help="How many recent runs to show.")) ->
 def compile_(
     out: Path = typer.Option(Path("build/pipelines"), "--out", help="Folder for the IR YAML files."),
     pipeline: str = typer.Option(None, help="Compile only this pipeline."),
+    profile: str = typer.Option(
+        None, "--profile", "-p", help="Shape Kubernetes settings (GPUs, node selectors, Secrets) from this profile."
+    ),
 ) -> None:
     """Compile every pipeline (or one) to KFP v2 IR YAML that a Kubeflow Pipelines cluster can run."""
     from medfoundry.pipeline.compiler import UnknownPipeline, compile_all, compile_pipeline
 
+    settings = load_profile_or_exit(profile) if profile else None
     try:
-        paths = [compile_pipeline(pipeline, out)] if pipeline else compile_all(out)
+        paths = [compile_pipeline(pipeline, out, settings)] if pipeline else compile_all(out, settings)
     except UnknownPipeline as err:
         raise _fail(str(err)) from None
     for path in paths:

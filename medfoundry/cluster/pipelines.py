@@ -79,10 +79,10 @@ def upload_pipeline(
     return UploadResult(pipeline_name, pipeline_id, version_name, version.pipeline_version_id, created_pipeline, True)
 
 
-def compile_to(pipeline_name: str, out_dir: str | Path) -> Path:
+def compile_to(pipeline_name: str, out_dir: str | Path, profile: Any = None) -> Path:
     from medfoundry.pipeline.compiler import compile_pipeline
 
-    return compile_pipeline(pipeline_name, Path(out_dir))
+    return compile_pipeline(pipeline_name, Path(out_dir), profile)
 
 
 def submit_pipeline(
@@ -104,7 +104,7 @@ def submit_pipeline(
 
         client = kfp.Client(host=host, namespace=namespace or "kubeflow")
     with tempfile.TemporaryDirectory(prefix="medfoundry-compile-") as tmp:
-        package = Path(package_path) if package_path else compile_to(pipeline_name, tmp)
+        package = Path(package_path) if package_path else compile_to(pipeline_name, tmp, profile)
         uploaded = upload_pipeline(package, pipeline_name, client=client)
     exp = client.create_experiment(experiment, namespace=namespace)
     run = client.run_pipeline(

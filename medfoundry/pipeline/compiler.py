@@ -5,8 +5,12 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
-# name -> module exposing `pipeline` and `PIPELINE_NAME`
+if TYPE_CHECKING:
+    from medfoundry.config import Profile
+
+# name -> module exposing `pipeline`, `build(cluster_settings)`, `STAGES` and `PIPELINE_NAME`
 PIPELINES: dict[str, str] = {
     "medical-mllm-recipe": "pipelines.medical_mllm_recipe",
 }
@@ -23,7 +27,7 @@ def pipeline_module(name: str) -> ModuleType:
     return importlib.import_module(PIPELINES[name])
 
 
-def compile_pipeline(name: str, out_dir: Path) -> Path:
+def compile_pipeline(name: str, out_dir: Path, profile: Profile | None = None) -> Path:
     from kfp import compiler
 
     from medfoundry import __version__
@@ -32,12 +36,13 @@ def compile_pipeline(name: str, out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{name}.yaml"
-    compiler.Compiler().compile(module.pipeline, str(target), pipeline_parameters=None, type_check=True)
+    pipeline = module.build(profile) if profile is not None else module.pipeline
+    compiler.Compiler().compile(pipeline, str(target), type_check=True)
     # The package version travels inside the IR so an uploaded version can be traced back to its source.
     text = target.read_text()
     target.write_text(f"# medfoundry {__version__}\n{text}")
     return target
 
 
-def compile_all(out_dir: Path) -> list[Path]:
-    return [compile_pipeline(name, out_dir) for name in sorted(PIPELINES)]
+def compile_all(out_dir: Path, profile: Profile | None = None) -> list[Path]:
+    return [compile_pipeline(name, out_dir, profile) for name in sorted(PIPELINES)]

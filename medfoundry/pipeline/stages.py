@@ -131,25 +131,76 @@ def curate(ctx: StageContext, validated_data: Path, curated_data: Path) -> dict[
 @stage("pretrain", "final_loss", "{:.3f}")
 def pretrain(ctx: StageContext, curated_data: Path, model: Path) -> dict[str, Any]:
     from medfoundry.models.loading import build_base_model
-    from medfoundry.training.pretrain import run_pretrain
 
     base_dir = model.parent / f"{model.name}-base"
     build_base_model(ctx.profile.model, _corpus_texts(curated_data), base_dir)
-    return run_pretrain(ctx.profile, curated_data, base_dir, model)
+    return _train(ctx, "pretrain", curated_data, base_dir, model)
 
 
 @stage("sft", "final_loss", "{:.3f}")
 def sft(ctx: StageContext, curated_data: Path, base_model: Path, model: Path) -> dict[str, Any]:
-    from medfoundry.training.sft import run_sft
-
-    return run_sft(ctx.profile, curated_data, base_model, model)
+    return _train(ctx, "sft", curated_data, base_model, model)
 
 
 @stage("rl", "mean_reward", "{:.3f}")
 def rl(ctx: StageContext, curated_data: Path, base_model: Path, model: Path) -> dict[str, Any]:
-    from medfoundry.training.grpo import run_grpo
+    return _train(ctx, "grpo", curated_data, base_model, model)
 
-    return run_grpo(ctx.profile, curated_data, base_model, model)
+
+def _train(ctx: StageContext, trainer: str, data: Path, base_model: Path, out: Path) -> dict[str, Any]:
+    """Run a trainer in this process (local) or as a Kubeflow Trainer TrainJob (cluster.mode: kubernetes)."""
+    if ctx.profile.cluster.mode == "kubernetes":
+        return _train_on_cluster(ctx, trainer, data, base_model, out)
+    if trainer == "pretrain":
+        from medfoundry.training.pretrain import run_pretrain as run
+    elif trainer == "sft":
+        from medfoundry.training.sft import run_sft as run
+    else:
+        from medfoundry.training.grpo import run_grpo as run
+    return run(ctx.profile, data, base_model, out)
+
+
+def _train_on_cluster(
+    ctx: StageContext, trainer: str, data: Path, base_model: Path, out: Path
+) -> dict[str, Any]:
+    """Stage inputs on the shared cache volume, run `medfoundry train <trainer>` as a TrainJob on nodes x GPUs,
+    stream its status into the step's log, and collect the trained model. A failed job fails the step with the
+    job's reason (TrainJobFailed)."""
+    import os
+    import shutil
+
+    import mlflow
+
+    from medfoundry.cluster.kfp_settings import CACHE_MOUNT
+    from medfoundry.cluster.trainjob import build_trainjob, submit_and_wait
+
+    run_tag = mlflow.get_run(ctx.parent_run_id).data.tags.get("medfoundry.pipeline_run_id", ctx.parent_run_id)
+    name = f"mf-{trainer}-{run_tag}".lower()[:63].rstrip("-")
+    work = Path(os.environ.get("MEDFOUNDRY_CACHE_DIR", CACHE_MOUNT)) / "trainjobs" / name
+    shutil.copytree(data, work / "data", dirs_exist_ok=True)
+    shutil.copytree(base_model, work / "base", dirs_exist_ok=True)
+    (work / "profile.yaml").write_text(ctx.profile.to_yaml())
+    args = [
+        "train",
+        trainer,
+        "--profile",
+        work / "profile.yaml",
+        "--data",
+        work / "data",
+        "--model",
+        work / "base",
+    ]
+    manifest = build_trainjob(ctx.profile, ctx.stage, [*map(str, args), "--out", str(work / "out")], name)
+    status = submit_and_wait(
+        manifest,
+        namespace=ctx.profile.cluster.namespace,
+        on_status=lambda s: log.warning("TrainJob %s: %s %s", name, s.phase, s.message or ""),
+    )
+    mlflow.set_tag("medfoundry.trainjob", f"{name}: {status.phase}")
+    shutil.copytree(work / "out", out, dirs_exist_ok=True)
+    from medfoundry.training.common import METRICS_FILE
+
+    return json.loads((out / METRICS_FILE).read_text())
 
 
 def _corpus_texts(dataset_dir: Path):

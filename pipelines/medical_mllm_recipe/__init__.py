@@ -1,5 +1,5 @@
-from pipelines.medical_mllm_recipe.pipeline import PIPELINE_NAME, STAGES, medical_mllm_recipe
+from pipelines.medical_mllm_recipe.pipeline import PIPELINE_NAME, STAGES, build, medical_mllm_recipe
 
 pipeline = medical_mllm_recipe
 
-__all__ = ["PIPELINE_NAME", "STAGES", "medical_mllm_recipe", "pipeline"]
+__all__ = ["PIPELINE_NAME", "STAGES", "build", "medical_mllm_recipe", "pipeline"]

@@ -18,6 +18,7 @@ from components.rl import rl
 from components.sft import sft
 from components.start_tracking import start_tracking
 from components.validate import validate
+from medfoundry.cluster.kfp_settings import apply_kubernetes_settings
 
 PIPELINE_NAME = "medical-mllm-recipe"
 
@@ -25,12 +26,22 @@ PIPELINE_NAME = "medical-mllm-recipe"
 STAGES = ["ingest", "validate", "curate", "pretrain", "sft", "rl", "evaluate", "register", "promote"]
 
 
-@dsl.pipeline(
-    name=PIPELINE_NAME,
-    description="Medical MLLM recipe: ingest, validate, entity-aware curation, continual pretraining, SFT, GRPO, "
-    "evaluation, registration and gated promotion.",
-)
-def medical_mllm_recipe(profile: str, pipeline_run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER):
+def build(cluster_settings=None):
+    """The pipeline, with Kubernetes settings (Secrets, cache PVC, GPUs, node selectors) from `cluster_settings`
+    (a Profile) when given. KFP builds a pipeline's graph when it is defined, hence a factory."""
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Medical MLLM recipe: ingest, validate, entity-aware curation, continual pretraining, SFT, GRPO, "
+        "evaluation, registration and gated promotion.",
+    )
+    def medical_mllm_recipe(profile: str, pipeline_run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER):
+        _recipe(profile, pipeline_run_id, cluster_settings)
+
+    return medical_mllm_recipe
+
+
+def _recipe(profile: str, pipeline_run_id: str, settings) -> None:
     tracking = start_tracking(profile=profile, pipeline_run_id=pipeline_run_id).set_display_name(
         "start-tracking"
     )
@@ -69,4 +80,13 @@ def medical_mllm_recipe(profile: str, pipeline_run_id: str = dsl.PIPELINE_JOB_ID
         eval_results=evaluated.outputs["eval_results"],
     )
     with dsl.If(decision.output == True, name="gate-passed"):  # noqa: E712 - KFP condition expression
-        promote(profile=profile, parent_run_id=run_id, model_version=registered.output)
+        promoted = promote(profile=profile, parent_run_id=run_id, model_version=registered.output)
+
+    if settings is not None:
+        # Training steps launch TrainJobs that hold the GPUs; evaluation runs its model inside the step.
+        kinds = {pretrained: "trainjob", tuned: "trainjob", aligned: "trainjob", evaluated: "gpu"}
+        for task in (tracking, raw, validated, curated, registered, decision, promoted, *kinds):
+            apply_kubernetes_settings(task, settings, kinds.get(task, "cpu"))
+
+
+medical_mllm_recipe = build()

@@ -71,3 +71,20 @@ def test_cli_compile_writes_every_pipeline(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert sorted(p.stem for p in tmp_path.glob("*.yaml")) == sorted(PIPELINES)
+
+
+def test_cluster_profile_adds_kubernetes_settings(tmp_path):
+    from medfoundry.config import load_profile
+
+    path = compile_pipeline("medical-mllm-recipe", tmp_path, load_profile("production-7b"))
+    documents = list(yaml.safe_load_all(path.read_text()))
+    assert len(documents) == 2, "expected the pipeline spec plus its Kubernetes platform spec"
+    executors = documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    evaluate = executors["exec-evaluate"]
+    assert evaluate["nodeSelector"]["labels"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    assert evaluate["tolerations"][0]["key"] == "nvidia.com/gpu"
+    for name, spec in executors.items():
+        assert spec["secretAsEnv"][0]["secretName"] == "medfoundry-s3", name
+        assert spec["pvcMount"][0]["mountPath"] == "/cache", name
+    # Training steps only launch TrainJobs: the GPUs belong to the job, not to the step's pod.
+    assert "nodeSelector" not in executors["exec-sft"]
