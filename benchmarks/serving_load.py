@@ -153,12 +153,37 @@ def machine() -> dict:
             "platform": platform.platform()}
 
 
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results["phases"])
+    rows = [results["phases"][n] for n in names]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    left.bar(names, [r["requests_per_s"] for r in rows], color="#4c72b0")
+    left.set_ylabel("requests / s")
+    left.set_title("throughput")
+    x = range(len(names))
+    right.bar([i - 0.2 for i in x], [r["p50_ms"] for r in rows], width=0.4, label="p50")
+    right.bar([i + 0.2 for i in x], [r["p99_ms"] for r in rows], width=0.4, label="p99")
+    right.set_xticks(list(x), names)
+    right.set_ylabel("latency (ms)")
+    right.set_title("latency")
+    right.legend()
+    fig.suptitle(f"medfoundry serve, {results['model']}, max_tokens {results['max_tokens']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="Model to serve (default: a tiny random-init VLM built from the tiny profile).")
     parser.add_argument("--max-tokens", type=int, default=16)
-    parser.add_argument("--sequential", type=int, default=40, help="Requests in the sequential baseline.")
-    parser.add_argument("--c8", type=int, default=200, help="Requests at concurrency 8.")
+    parser.add_argument("--sequential", type=int, default=150, help="Requests in the sequential baseline.")
+    parser.add_argument("--c8", type=int, default=600, help="Requests at concurrency 8.")
     parser.add_argument("--c16", type=int, default=500, help="Requests at concurrency 16.")
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the server (1: best for tiny models).")
     parser.add_argument("--skip-nobatch", action="store_true", help="Skip the concurrency-8 run without batching.")
@@ -194,7 +219,8 @@ def main() -> int:
     finally:
         server.stop()
 
-    p = results["phases"]
+    order = ["sequential", "c8-nobatch", "c8", "c16"]
+    results["phases"] = p = {k: results["phases"][k] for k in order if k in results["phases"]}
     results["speedup_c8_vs_sequential"] = round(p["c8"]["requests_per_s"] / p["sequential"]["requests_per_s"], 2)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
@@ -203,6 +229,7 @@ def main() -> int:
     for name, row in p.items():
         print(f"| {name} | {row['requests']} | {row['concurrency']} | {row['errors']} | {row['requests_per_s']} | "
               f"{row['completion_tokens_per_s']} | {row['p50_ms']} | {row['p99_ms']} |")
+    plot(results, args.out.with_suffix(".png"))
     print(f"\nthroughput c8 / sequential: {results['speedup_c8_vs_sequential']}x; results in {args.out}")
     ok = p["c16"]["errors"] == 0 and results["speedup_c8_vs_sequential"] >= 3
     return 0 if ok else 1

@@ -44,18 +44,20 @@ class StepTimer:
         class Callback(TrainerCallback):
             def on_step_begin(self, args, state, control, **kwargs):
                 if state.global_step == warmup:
-                    timer.start = time.perf_counter()
+                    timer.start, timer.cpu_start = time.perf_counter(), time.process_time()
 
             def on_step_end(self, args, state, control, **kwargs):
-                timer.end = time.perf_counter()
+                timer.end, timer.cpu_end = time.perf_counter(), time.process_time()
                 timer.steps = state.global_step - warmup
 
         self.callback = Callback()
-        self.start = self.end = 0.0
+        self.start = self.end = self.cpu_start = self.cpu_end = 0.0
         self.steps = 0
 
-    def tokens_per_s(self, tokens_per_step: int) -> float:
-        return self.steps * tokens_per_step / (self.end - self.start)
+    def rates(self, tokens_per_step: int) -> tuple[float, float]:
+        """(tokens per wall-clock second, tokens per CPU second of this process)."""
+        tokens = self.steps * tokens_per_step
+        return tokens / (self.end - self.start), tokens / (self.cpu_end - self.cpu_start)
 
 
 def baseline_setup():
@@ -102,8 +104,8 @@ def medfoundry_setup(tmp: Path, family: str, with_images: bool):
     return model, examples, collator
 
 
-def timed_run(setup, out: Path, steps: int, warmup: int, medfoundry_args: bool) -> float:
-    """Train tokens/s over the steps after warm-up."""
+def timed_run(setup, out: Path, steps: int, warmup: int, medfoundry_args: bool) -> tuple[float, float]:
+    """(train tokens per second, per CPU second) over the steps after warm-up."""
     from transformers import Trainer, TrainingArguments
 
     from medfoundry.config.training import PretrainConfig
@@ -121,7 +123,7 @@ def timed_run(setup, out: Path, steps: int, warmup: int, medfoundry_args: bool) 
     timer = StepTimer(warmup)
     model.train()
     Trainer(model=model, args=args, train_dataset=rows, data_collator=collator, callbacks=[timer.callback]).train()
-    return timer.tokens_per_s(SEQ * BATCH)
+    return timer.rates(SEQ * BATCH)
 
 
 def main() -> None:
@@ -143,22 +145,23 @@ def main() -> None:
             "medfoundry, Qwen2-VL, image+text batches": (medfoundry_setup(tmp, "qwen2_vl", True), True),
         }
         # Rounds interleave the runs so load from other processes on a shared machine hits all of them alike.
-        measured: dict[str, list[float]] = {name: [] for name in setups}
+        measured: dict[str, list[tuple[float, float]]] = {name: [] for name in setups}
         for round_ in range(args.rounds):
             for name, (setup, ours) in setups.items():
-                measured[name].append(timed_run(setup, tmp / "out", args.steps, args.warmup, ours))
-                print(f"round {round_ + 1}: {name:50s} {measured[name][-1]:8.0f} tokens/s", flush=True)
+                wall, cpu = timed_run(setup, tmp / "out", args.steps, args.warmup, ours)
+                measured[name].append((wall, cpu))
+                print(f"round {round_ + 1}: {name:50s} {wall:8.0f} tokens/s {cpu:8.0f} tokens/CPU-s", flush=True)
         rows = [
             {
                 "run": name,
-                "tokens_per_s": round(float(np.median(values))),
-                "min": round(min(values)),
-                "max": round(max(values)),
+                "best": round(max(w for w, _ in values)),
+                "median": round(float(np.median([w for w, _ in values]))),
+                "per_cpu_s": round(float(np.median([c for _, c in values]))),
                 "params_m": round(sum(p.numel() for p in setups[name][0][0].parameters()) / 1e6, 2),
             }
             for name, values in measured.items()
         ]
-    base = rows[0]["tokens_per_s"]
+    base = rows[0]
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} threads"
     command = (
         f".venv/bin/python benchmarks/training_throughput.py --steps {args.steps} --rounds {args.rounds} "
@@ -166,14 +169,14 @@ def main() -> None:
     )
     table = [
         f"Measured {time.strftime('%Y-%m-%d')} on {machine}; seq {SEQ}, batch {BATCH}, float32, "
-        f"median of {args.rounds} interleaved rounds of {args.steps} timed steps after {args.warmup} warm-up steps "
-        f"(min-max in brackets). Command: `{command}`",
+        f"{args.rounds} interleaved rounds of {args.steps} timed steps after {args.warmup} warm-up steps; load average "
+        f"{os.getloadavg()[0]:.1f} at the end. Command: `{command}`",
         "",
-        "| run | params | train tokens/s | vs baseline |",
-        "| --- | ---: | ---: | ---: |",
+        "| run | params | train tokens/s, best round | median round | tokens per CPU-second (median) | best vs baseline |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
         *[
-            f"| {r['run']} | {r['params_m']}M | {r['tokens_per_s']:,} ({r['min']:,}-{r['max']:,}) | "
-            f"{r['tokens_per_s'] / base:.2f}x |"
+            f"| {r['run']} | {r['params_m']}M | {r['best']:,} | {r['median']:,} | {r['per_cpu_s']:,} | "
+            f"{r['best'] / base['best']:.2f}x |"
             for r in rows
         ],
     ]

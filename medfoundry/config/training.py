@@ -40,3 +40,6 @@ class RLConfig(TrainStageConfig):
     temperature: float = Field(1.0, gt=0)
     # Reward mixture: name -> weight. Names are registered in medfoundry.training.rewards.
     rewards: dict[str, float] = Field(default_factory=lambda: {"exact_match": 1.0, "format": 0.2})
+    # Tools the policy may call during rollouts (names in medfoundry.training.tools.TOOLS); empty: no tool calling.
+    tools: list[str] = Field(default_factory=list)
+    max_tool_calling_iterations: int = Field(2, ge=1)

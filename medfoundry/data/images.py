@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import logging
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -148,6 +149,9 @@ def _percentile_window(arr: np.ndarray, lo_pct: float = 0.5, hi_pct: float = 99.
 
 def _load_dicom(data: bytes, name: str) -> NormalizedImage:
     import pydicom
+
+    # pydicom logs a full traceback for every plugin that fails to decode; the reason reaches the caller instead.
+    logging.getLogger("pydicom").setLevel(logging.CRITICAL)
     from pydicom.errors import InvalidDicomError
     from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
 

@@ -1,0 +1,1 @@
+"""Medical Entity Tree: sources, tree builder, linker, coverage, rebalancing, knowledge-centric synthesis."""

@@ -116,6 +116,7 @@ def eval_command(
             corpus or lineage_corpus, n=ngram, tree=entity_tree,
             ontology_dir=curation.ontology_dir if curation else None,
             max_nodes_per_source=curation.max_nodes_per_source if curation else None,
+            workspace=resolved.workspace if resolved else "",
         )
     settings = EvalSettings(
         limit=limit, prompt_mode=prompt_mode, bootstrap_samples=bootstrap, seed=seed,  # type: ignore[arg-type]

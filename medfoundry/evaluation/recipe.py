@@ -49,6 +49,7 @@ def evaluate_model(profile: Profile, model_dir: Path, dataset_dir: Path, out_dir
         tree=cfg.entity_tree,
         ontology_dir=profile.curation.ontology_dir,
         max_nodes_per_source=profile.curation.max_nodes_per_source,
+        workspace=profile.workspace,
     )
     summary = evaluate(cfg.benchmarks, data, backend, Path(out_dir), settings, annotator, extra_runs=runs)
     log_mlflow(summary, Path(out_dir), prefix="", log_metrics=False)

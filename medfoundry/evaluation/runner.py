@@ -348,11 +348,12 @@ def build_annotator(
     tree: str | Path | None = "auto",
     ontology_dir: str | None = None,
     max_nodes_per_source: int | None = None,
+    workspace: str = "",
 ) -> ItemAnnotator:
     """The default annotator: the Medical Entity Tree linker (see `rarity.load_linker`) and decontamination against
     `corpus` when given."""
     from medfoundry.evaluation.decontamination import CorpusContamination
     from medfoundry.evaluation.rarity import load_linker
 
-    linker = load_linker(tree, ontology_dir, max_nodes_per_source)
+    linker = load_linker(tree, ontology_dir, max_nodes_per_source, workspace)
     return ItemAnnotator(linker, CorpusContamination(Path(corpus), n) if corpus else None)

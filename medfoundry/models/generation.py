@@ -15,7 +15,8 @@ def generate(
 ) -> list[str]:
     """Greedy completions (special tokens stripped, structure tags like <answer> kept), one per prompt, in order.
 
-    Deterministic; batching does not change the outputs (left padding with matching attention masks)."""
+    Deterministic; batching does not change the outputs (left padding with matching attention masks). Text-only
+    models ignore the prompts' images."""
     if batch_size < 1 or max_new_tokens < 1:
         raise ValueError("batch_size and max_new_tokens must be >= 1")
     model, tokenizer = loaded.model, loaded.tokenizer

@@ -202,7 +202,7 @@ def load_model(uri: str | Path, model_cfg: ModelConfig | None = None, device: st
         return loaded
     if path.is_dir():
         return _load_hf(str(path), dtype, device)
-    if uri.startswith(("/", ".", "~")) or path.suffix:
+    if uri.startswith(("/", ".", "~")) or uri.count("/") > 1:  # a path, not an "org/name" hub id
         raise ModelLoadError(f"{uri}: no such model folder")
     return _load_hf(uri, dtype, device)
 

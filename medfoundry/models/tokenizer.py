@@ -41,11 +41,13 @@ STRUCTURE_TOKENS = [
 
 
 def chat_template() -> str:
-    """Qwen2-VL's chat template, as bundled (verbatim) by TRL, so TRL recognises it and swaps in its training variant."""
+    """The Qwen3-VL chat template as bundled (verbatim) by TRL: images, tool calls and tool responses, and TRL
+    recognises it (response parsing for tool-calling GRPO, its training variant for assistant-only masks). It uses
+    the same special tokens as Qwen2-VL."""
     spec = importlib.util.find_spec("trl")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("trl is not installed; it ships the Qwen2-VL chat template medfoundry uses")
-    path = Path(next(iter(spec.submodule_search_locations))) / "chat_templates" / "qwen2_5_vl.jinja"
+        raise RuntimeError("trl is not installed; it ships the Qwen3-VL chat template medfoundry uses")
+    path = Path(next(iter(spec.submodule_search_locations))) / "chat_templates" / "qwen3_vl.jinja"
     return path.read_text(encoding="utf-8")
 
 

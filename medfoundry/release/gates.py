@@ -3,7 +3,7 @@
 Metric keys follow the evaluation harness (flat dict, one namespace per benchmark):
     <benchmark>/score or <benchmark>/accuracy    the main score (0..1; "score" wins when both exist)
     <benchmark>/ci95_lo, <benchmark>/ci95_hi     bootstrap interval of the main score
-    <benchmark>/rare/accuracy                    the rare-entity tier
+    <benchmark>/rare/score or /rare/accuracy     the main score on the rare-entity tier
     <benchmark>/hallucination_rate               share of answers with unsupported claims
 
 `evaluate_gate` is pure; `champion_metrics` reads the registry.
@@ -120,17 +120,17 @@ def _compare(gates: GateConfig, bench: str, candidate: dict[str, float], champio
             )
         )
     if gates.require_rare_not_worse:
-        new_rare, old_rare = candidate.get(f"{bench}/rare/accuracy"), champion.get(f"{bench}/rare/accuracy")
+        new_rare, old_rare = main_score(candidate, f"{bench}/rare"), main_score(champion, f"{bench}/rare")
         if new_rare is not None and old_rare is not None:
-            ok = float(new_rare) >= float(old_rare)
+            ok = new_rare >= old_rare
             checks.append(
                 GateCheck(
                     "rare_not_worse",
                     bench,
                     ok,
-                    float(new_rare),
-                    float(old_rare),
-                    f"{bench}: rare-tier accuracy {float(new_rare):.4f} {'>=' if ok else '<'} champion {float(old_rare):.4f}",
+                    new_rare,
+                    old_rare,
+                    f"{bench}: rare-tier score {new_rare:.4f} {'>=' if ok else '<'} champion {old_rare:.4f}",
                 )
             )
     return checks

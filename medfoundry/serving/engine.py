@@ -93,11 +93,21 @@ class InProcessEngine(Engine):
 
         results: list[GenerationResult | Exception | None] = [None] * len(requests)
         live = list(range(len(requests)))
-        while True:  # drop over-long prompts, re-encode the rest once
+        while True:  # drop prompts that cannot be encoded or are too long, then encode the rest again
             try:
                 batch = self._encode([requests[i] for i in live])
-            except Exception as err:  # noqa: BLE001 - a processor failure fails this batch's requests, not the server
-                return [RequestError(f"could not encode the prompt: {type(err).__name__}") for _ in requests]
+            except Exception:  # noqa: BLE001 - find the request the processor cannot take; fail it, serve the rest
+                for row in live:
+                    try:
+                        self._encode([requests[row]])
+                    except Exception as err:  # noqa: BLE001
+                        results[row] = RequestError(f"could not encode the prompt: {type(err).__name__}")
+                if all(results[row] is None for row in live):
+                    raise
+                live = [row for row in live if results[row] is None]
+                if not live:
+                    return results  # type: ignore[return-value]
+                continue
             lengths = batch["attention_mask"].sum(dim=1).tolist()
             too_long = [
                 (row, n) for row, n in zip(live, lengths, strict=True) if n + requests[row].max_new_tokens > self.context_length
@@ -115,8 +125,7 @@ class InProcessEngine(Engine):
             if not live:
                 return results  # type: ignore[return-value]
 
-        tracker = _RowTracker(self.loaded.tokenizer, [requests[i] for i in live], live, batch["input_ids"].shape[1],
-                              self.eos_ids, emit)
+        tracker = _RowTracker(self.loaded.tokenizer, [requests[i] for i in live], live, self.eos_ids, emit)
         for pos, row in enumerate(live):
             emit(row, "start", int(lengths[pos]))
         first = requests[live[0]]
@@ -142,11 +151,10 @@ class _RowTracker:
     """Stopping criterion that follows each row: appends its token, emits the new text, and marks the row done at
     EOS, its own max_new_tokens, a stop string, or cancellation. transformers calls it once per generated token."""
 
-    def __init__(self, tokenizer, requests, rows, prompt_len, eos_ids, emit: Emit):
+    def __init__(self, tokenizer, requests, rows, eos_ids, emit: Emit):
         self.tokenizer = tokenizer
         self.requests = requests
         self.rows = rows
-        self.prompt_len = prompt_len
         self.eos_ids = eos_ids
         self.emit = emit
         n = len(requests)

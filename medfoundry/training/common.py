@@ -4,9 +4,9 @@ section, and finishing a run (save, metrics file, MLflow)."""
 from __future__ import annotations
 
 import json
-import logging
 import math
-from dataclasses import dataclass, field
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,8 @@ from medfoundry.config.training import TrainStageConfig
 from medfoundry.models.loading import LoadedModel, count_parameters, save_model
 from medfoundry.models.tokenizer import VISION_END, VISION_START
 
-log = logging.getLogger("medfoundry.training")
 METRICS_FILE = "train_metrics.json"
+TRAINER_DIR = "trainer"
 IGNORE_INDEX = -100
 
 
@@ -47,7 +47,6 @@ class EncodeStats:
     truncated: int = 0
     skipped_no_target: int = 0
     images_dropped: int = 0  # image records given to a text-only model (trained on their text)
-    reasons: list[str] = field(default_factory=list)
 
 
 def load_image(path: Path) -> Image.Image:
@@ -187,7 +186,7 @@ def training_arguments(stage_cfg: TrainStageConfig, out_dir: Path, zero_stage: i
     if zero_stage:
         prepare_cpu_deepspeed()
     kwargs: dict[str, Any] = dict(
-        output_dir=str(Path(out_dir) / "trainer"),
+        output_dir=str(Path(out_dir) / TRAINER_DIR),
         max_steps=stage_cfg.max_steps,
         per_device_train_batch_size=stage_cfg.batch_size,
         gradient_accumulation_steps=stage_cfg.gradient_accumulation_steps,
@@ -250,6 +249,7 @@ def finish(
         state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped)  # ZeRO-3 partitions the weights
     if trainer is not None and not trainer.is_world_process_zero():
         return metrics
+    shutil.rmtree(out_dir / TRAINER_DIR, ignore_errors=True)  # the Trainer's scratch folder is not part of the model
     save_model(loaded, out_dir, state_dict=state_dict)
     payload = {**metrics, "curves": curves or {}}
     (out_dir / METRICS_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True))

@@ -4,7 +4,8 @@ Prompts: the RL half of the holdout (`medfoundry.training.qa.is_rl_holdout`: spl
 meta["holdout_use"] == "rl" when set, otherwise the sha256 of "rl:<id>" with an even first byte), rendered with
 evaluation's reasoning template. The other half of the holdout is left for evaluation. Prompts are text-only: the
 record's image is not passed to GRPO (TRL 1.16's multimodal GRPO path is not used here), so image questions are
-asked from their text.
+asked from their text. With `rl.tools` the policy may call lookup tools (`medfoundry.training.tools`) during
+rollouts; the chat template must support tool calls (the tiny models' Qwen3-VL template does).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from typing import Any
 from medfoundry.config import Profile
 from medfoundry.data.records import Record, read_records
 from medfoundry.models.loading import load_model
-from medfoundry.training.common import deepspeed_stage, finish
+from medfoundry.training.common import TRAINER_DIR, deepspeed_stage, finish
 from medfoundry.training.qa import is_qa, is_rl_holdout, qa_messages
 from medfoundry.training.rewards import reward_mixture
+from medfoundry.training.tools import resolve_tools
 
 
 def rl_row(record: Record) -> dict[str, Any]:
@@ -52,7 +54,7 @@ def grpo_config(profile: Profile, out_dir: Path, num_prompts: int):
     if zero_stage:
         prepare_cpu_deepspeed()
     return GRPOConfig(
-        output_dir=str(Path(out_dir) / "trainer"),
+        output_dir=str(Path(out_dir) / TRAINER_DIR),
         max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
@@ -74,6 +76,7 @@ def grpo_config(profile: Profile, out_dir: Path, num_prompts: int):
         disable_tqdm=True,
         deepspeed=build_deepspeed_config(zero_stage) if zero_stage else None,
         shuffle_dataset=num_prompts > 1,
+        max_tool_calling_iterations=cfg.max_tool_calling_iterations,
     )
 
 
@@ -88,6 +91,7 @@ def run_grpo(profile: Profile, dataset_dir: Path, model_dir: str | Path, out_dir
     if not rows:
         raise ValueError(f"{dataset_dir}: no held-back QA records for RL (split 'holdout', RL half)")
     reward_funcs, _ = reward_mixture(cfg.rewards)
+    tools = resolve_tools(cfg.tools) if cfg.tools else None
     loaded = load_model(model_dir, profile.model)
     loaded.model.train()
     peft_config = None
@@ -102,6 +106,7 @@ def run_grpo(profile: Profile, dataset_dir: Path, model_dir: str | Path, out_dir
         train_dataset=Dataset.from_list(rows),
         processing_class=loaded.processing_class,
         peft_config=peft_config,
+        tools=tools,
     )
     result = trainer.train()
     model = trainer.model
@@ -119,10 +124,13 @@ def run_grpo(profile: Profile, dataset_dir: Path, model_dir: str | Path, out_dir
     }
     for fn in reward_funcs:
         key = f"rewards/{fn.__name__}/mean"
-        values = [(int(row["step"]), float(row[key])) for row in history if key in row]
+        values = [(int(row["step"]), float(row[key])) for row in history if row.get(key) is not None]
         if values:
             curves[f"reward_{fn.__name__}"] = values
             metrics[f"reward_{fn.__name__}_mean"] = sum(v for _, v in values) / len(values)
+    calls = [float(row["tools/call_frequency"]) for row in history if "tools/call_frequency" in row]
+    if calls:
+        metrics["tool_calls_per_completion"] = sum(calls) / len(calls)
     lengths = [float(row["completions/mean_length"]) for row in history if "completions/mean_length" in row]
     if lengths:
         metrics["completion_mean_length"] = sum(lengths) / len(lengths)

@@ -123,3 +123,13 @@ def test_lookup_and_annotate_records(vocab_linker):
     assert [m.id for m in annotated[0].entities] == ["P:fever", "P:cough"]
     fields = [(m.id, getattr(m, "field", "text")) for m in annotated[1].entities]
     assert fields == [("R:aspirin", "question"), ("R:aspirin", "option:A"), ("P:ptosis", "option:B")]
+
+
+def test_cached_linker_roundtrip(vocab_tree, tmp_path):
+    built = Linker.cached(vocab_tree, tmp_path)
+    assert len(list(tmp_path.glob("linker-*.pkl"))) == 1
+    loaded = Linker.cached(vocab_tree, tmp_path)
+    text = "No fever, but ALL and heart attack."
+    assert loaded.link(text) == built.link(text) == Linker.from_tree(vocab_tree).link(text)
+    Linker.cached(vocab_tree, tmp_path, LinkerOptions(negation=False))
+    assert len(list(tmp_path.glob("linker-*.pkl"))) == 2

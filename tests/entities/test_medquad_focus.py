@@ -30,8 +30,8 @@ def test_focus_entity_found_in_questions(shared_dir):
     if not ontology_dir.is_dir() or not medquad.is_dir():
         pytest.skip("shared/data lacks the Disease Ontology or MedQuAD")
     # the workspace cache (keyed by source versions): built once (~20 s), then reused by later runs and the demo
-    tree, _ = load_or_build_tree(ontology_dir)
-    linker = Linker.from_tree(tree)
+    tree, folder = load_or_build_tree(ontology_dir)
+    linker = Linker.cached(tree, folder)
     nodes_by_cui = defaultdict(set)
     for node_id, codes in zip(tree.frame["id"], tree.frame["source_codes"], strict=True):
         for code in codes:

@@ -3,18 +3,17 @@ backend, the recipe's evaluate stage, decontamination, comparison and MLflow log
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 
 import pytest
 import typer
-from evalfixtures import SIX, ChatServer, completion, user_text, write_benchmarks
+from evalfixtures import SIX, write_benchmarks
 from typer.testing import CliRunner
 
 from medfoundry.config import load_profile
 from medfoundry.data.records import Record, write_jsonl
-from medfoundry.evaluation.backends import GenerationRequest, HFBackend, OpenAIBackend
+from medfoundry.evaluation.backends import HFBackend, OpenAIBackend
 from medfoundry.evaluation.cli import register
 from medfoundry.evaluation.compare import compare_runs
 from medfoundry.evaluation.decontamination import CorpusContamination
@@ -63,40 +62,34 @@ def test_cli_in_process_all_six_writes_report(tiny_model, data_root, small_tree,
     assert summary["rarity_available"] and summary["linker"].startswith("entity linker")
 
 
-def _serve_backend(backend: HFBackend, tmp_path: Path):
-    """An OpenAI-compatible server answering with the same in-process model, one request at a time."""
-    images = tmp_path / "received"
-    images.mkdir()
+def test_endpoint_and_in_process_give_identical_scores(tiny_model, backend, data_root, tmp_path):
+    """The same model behind medfoundry's own OpenAI-compatible server (KServe model server, dynamic batching)
+    scores exactly like the in-process backend, image items included."""
+    import socket
 
-    def reply(payload):
-        content = payload["messages"][-1]["content"]
-        image = None
-        if not isinstance(content, str):
-            for n, part in enumerate(p for p in content if p.get("type") == "image_url"):
-                header, data = part["image_url"]["url"].split(",", 1)
-                image = images / f"{abs(hash(data))}-{n}.jpg"
-                image.write_bytes(base64.b64decode(data))
-        system = next((m["content"] for m in payload["messages"] if m["role"] == "system"), None)
-        [gen] = backend.generate([GenerationRequest(system, user_text(payload), image)])
-        return 200, completion(gen.text)
+    import pandas as pd
 
-    return ChatServer(reply)
+    from medfoundry.config.release import ServingConfig
+    from medfoundry.serving.model import MedVLMModel
+    from medfoundry.serving.server import BackgroundServer, ServerSettings
 
-
-def test_endpoint_and_in_process_give_identical_scores(backend, data_root, tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     names = ["pubmedqa", "medqa", "medmcqa", "vqa_rad"]
     settings = EvalSettings(bootstrap_samples=50)
     local = evaluate(names, data_root, backend, tmp_path / "local", settings)
-    with _serve_backend(backend, tmp_path) as server:
-        remote_backend = OpenAIBackend(server.url, "tiny", concurrency=1, max_tokens=6)
+    serving = ServingConfig(max_batch_size=4, batch_timeout_ms=5)
+    model = MedVLMModel("tiny", str(tiny_model), serving)
+    with BackgroundServer(model, ServerSettings(port=port, api_key="k", serving=serving)) as url:
+        remote_backend = OpenAIBackend(f"{url}/openai/v1", "tiny", api_key="k", concurrency=4, max_tokens=6)
         remote = evaluate(names, data_root, remote_backend, tmp_path / "remote", settings)
-    import pandas as pd
-
     for name in names:
         a = pd.read_parquet(tmp_path / "local" / name / "predictions.parquet")
         b = pd.read_parquet(tmp_path / "remote" / name / "predictions.parquet")
+        assert b["error"].isna().all(), b["error"].tolist()
         assert a["output"].tolist() == b["output"].tolist(), name
-        assert a["output"].str.len().sum() > 0 and a["error"].isna().all()
+        assert a["output"].str.len().sum() > 0
         assert local["benchmarks"][name]["score"] == remote["benchmarks"][name]["score"]
 
 
@@ -182,8 +175,6 @@ def test_compare_two_versions(data_root, tmp_path):
     names = ["medqa", "medmcqa", "mmlu_medical"]
     settings = EvalSettings(bootstrap_samples=200)
     evaluate(names, data_root, _FakeModel(lambda r: "A"), tmp_path / "base", settings)
-    from evalfixtures import write_benchmarks as _  # noqa: F401 - same fixture module, gold via adapters below
-
     from medfoundry.evaluation.benchmarks import get_benchmark
     from medfoundry.evaluation.prompts import build_prompt
 
@@ -204,6 +195,10 @@ def test_mlflow_logging_inside_active_run(data_root, tmp_path, monkeypatch):
 
     # Restored after the test so later tests see the tracking URI they set themselves.
     monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
+    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
+    # set_experiment exports MLFLOW_EXPERIMENT_ID; register it with monkeypatch so it is undone after the test.
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "0")
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID")
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     mlflow.set_experiment("eval-test")
     out = tmp_path / "out"
@@ -275,6 +270,10 @@ def test_cli_registered_model_lineage_decontamination_and_mlflow(tiny_model, dat
     from medfoundry.release.registry import register_model_version
 
     monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
+    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
+    # set_experiment exports MLFLOW_EXPERIMENT_ID; register it with monkeypatch so it is undone after the test.
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "0")
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)

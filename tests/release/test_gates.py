@@ -67,6 +67,13 @@ def test_rare_tier_must_not_be_worse_and_hallucination_ceiling():
     assert evaluate_gate(relaxed, candidate, CHAMPION).passed
 
 
+def test_rare_tier_reads_the_harness_score_key():
+    champion = {"medqa/score": 0.5, "medqa/rare/score": 0.4}
+    candidate = {"medqa/score": 0.5, "medqa/rare/score": 0.3, "medqa/rare/accuracy": 0.9}
+    decision = evaluate_gate(GateConfig(), candidate, champion)
+    assert not decision.passed and "rare-tier score 0.3000 < champion 0.4000" in decision.reasons[0]
+
+
 def test_metric_key_helpers():
     assert benchmarks(CHAMPION) == ["heldout", "medqa"]
     assert main_score({"x/score": 0.2, "x/accuracy": 0.9}, "x") == 0.2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 
 import pytest
@@ -118,6 +119,14 @@ def test_template_seed_keeps_platform_fields_and_comments(profile, model_dir, sh
     assert manifest["spec"]["predictor"]["model"]["resources"] == seeded["spec"]["predictor"]["model"]["resources"]
     crd = shared_dir / "k8s-crds" / "serving.kserve.io_inferenceservices.yaml"
     assert validate_against_crd(manifest, crd) == []
+    if shutil.which("kubectl"):  # what Argo CD applies: the overlay built by kustomize
+        built = subprocess.run(
+            ["kubectl", "kustomize", str(repo.overlay_dir("prod"))], capture_output=True, text=True, check=True
+        ).stdout
+        rendered = yaml.safe_load(built)
+        assert rendered["metadata"]["namespace"] == "medfoundry-prod"
+        assert rendered["spec"]["predictor"]["model"]["storageUri"] == manifest["spec"]["predictor"]["model"]["storageUri"]
+        assert validate_against_crd(rendered, crd) == []
 
 
 def test_minimal_seed_same_version_twice_and_default_version(profile, model_dir, monkeypatch, tmp_path):
@@ -135,3 +144,20 @@ def test_minimal_seed_same_version_twice_and_default_version(profile, model_dir,
     assert sorted(p.name for p in (repo.path / "apps/medfoundry-model/overlays").iterdir()) == ["prod", "staging"]
     overlay = yaml.safe_load((repo.overlay_dir("prod") / "kustomization.yaml").read_text())
     assert overlay["namespace"] == "medfoundry-prod" and overlay["resources"] == ["../../base"]
+
+
+def test_remote_url_repo_is_cloned_and_rollback_works_from_a_fresh_checkout(profile, model_dir, tmp_path):
+    """gitops.repo as a URL (production-7b style): promotion clones, commits, pushes; another machine's checkout
+    (a new workspace) sees the history and can roll back."""
+    remote = tmp_path / "gitops.git"
+    subprocess.run(["git", "init", "--quiet", "--bare", "--initial-branch=main", str(remote)], check=True)
+    profile.gitops.repo = remote.as_uri()
+    v1 = _register(model_dir, GOOD)
+    assert promote_model(profile, NAME, v1.version, "staging").pushed
+
+    other = profile.model_copy(deep=True)
+    other.workspace = str(tmp_path / "other-machine")
+    back = rollback(other, "staging")
+    assert back.pushed and back.rolled_back_version == v1.version
+    log = subprocess.run(["git", "log", "--format=%s", "main"], cwd=remote, capture_output=True, text=True).stdout
+    assert log.splitlines()[:2] == [f"Roll back {NAME} v1 in staging (no model served)", f"Promote {NAME} v1 to staging (gate passed)"]

@@ -59,6 +59,11 @@ def test_request_validation(server, png_data_uri):
     # The KServe v2 route answers malformed JSON with 400 as well.
     v2 = httpx.post(server + "/v2/models/medvlm/infer", content=b"{not json", headers={**AUTH, "content-type": "application/json"})
     assert_error(v2, 400)
+    too_many = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["hi"]}], "parameters": {"max_tokens": 999}}
+    assert_error(httpx.post(server + "/v2/models/medvlm/infer", json=too_many, headers=AUTH), 400)
+    bad_image = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["hi"]},
+                            {"name": "image", "shape": [1], "datatype": "BYTES", "data": ["data:image/png;base64,@@"]}]}
+    assert_error(httpx.post(server + "/v2/models/medvlm/infer", json=bad_image, headers=AUTH), 400)
     # A valid request still works after all that.
     assert httpx.post(server + CHAT, json=image_body(png_data_uri()), headers=AUTH).status_code == 200
 
@@ -113,7 +118,7 @@ def test_readiness_follows_model_load(tiny_model_dir, serving_config, tmp_path, 
             pass
 
 
-def test_metrics_and_no_prompt_in_logs(server, caplog, png_data_uri):
+def test_metrics_and_no_prompt_in_logs(server, caplog, capfd, png_data_uri):
     secret = "PatientNameZebra42 has a fever"
     with caplog.at_level(logging.DEBUG):
         ok = httpx.post(server + CHAT, json=image_body(png_data_uri()) | {"messages": [
@@ -121,7 +126,8 @@ def test_metrics_and_no_prompt_in_logs(server, caplog, png_data_uri):
         ]}, headers=AUTH)
         assert ok.status_code == 200
         httpx.post(server + CHAT, json=chat_body(secret, max_tokens=99), headers=AUTH)  # an error path too
-    logged = "\n".join(r.getMessage() for r in caplog.records)
+    out, err = capfd.readouterr()  # handlers that do not propagate (kserve, uvicorn) write to the terminal
+    logged = "\n".join(r.getMessage() for r in caplog.records) + out + err
     assert "PatientNameZebra42" not in logged and "base64" not in logged
     text = httpx.get(server + "/metrics").text
     assert 'medfoundry_serving_requests_total{route="/openai/v1/chat/completions",status="200"}' in text

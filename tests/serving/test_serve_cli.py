@@ -22,10 +22,15 @@ def test_serve_registry_model_and_query(tiny_model_dir, tmp_path, free_port):
     from medfoundry.release import registry
 
     tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    previous_uri = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment(experiment_id=mlflow.create_experiment("serve", artifact_location=(tmp_path / "art").as_uri()))
-    info = registry.register_model_version(tiny_model_dir, "medvlm", {"base_model": "tiny"}, {"heldout/accuracy": 0.5})
-    registry.set_alias("medvlm", "champion", info.version)
+    try:
+        experiment = mlflow.create_experiment("serve", artifact_location=(tmp_path / "art").as_uri())
+        with mlflow.start_run(experiment_id=experiment):
+            info = registry.register_model_version(tiny_model_dir, "medvlm", {"base_model": "tiny"}, {"heldout/accuracy": 0.5})
+        registry.set_alias("medvlm", "champion", info.version)
+    finally:
+        mlflow.set_tracking_uri(previous_uri)
 
     port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MEDFOUNDRY_API_KEY": KEY, "MEDFOUNDRY_HOME": str(tmp_path / "ws")}

@@ -31,6 +31,7 @@ def test_pretrain_runs_real_steps_and_saves(tiny_profile, tiny_dataset, base_mod
     saved = json.loads((out / METRICS_FILE).read_text())
     assert saved["final_loss"] == metrics["final_loss"] and len(saved["curves"]["train_loss"]) == metrics["steps"]
     assert load_model(out).is_vision
+    assert not (out / "trainer").exists()  # the Trainer's scratch folder is not shipped with the model
 
 
 def test_pretrain_logs_to_the_active_mlflow_run(tiny_profile, tiny_dataset, base_model_dir, tmp_path):

@@ -5,6 +5,7 @@
     rubric               weighted rubric items found in the completion
     evidence_grounding   share of the answer's medical terms found in the context/evidence
     safety               dangerous-advice patterns and unhedged high-risk answers
+    tool_use             share of successful tool calls in the decision trace (GRPO with `rl.tools`)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from medfoundry.training.rewards.exact_match import exact_match
 from medfoundry.training.rewards.format import format_reward
 from medfoundry.training.rewards.rubric import rubric
 from medfoundry.training.rewards.safety import safety
+from medfoundry.training.rewards.tool_use import tool_use
 
 RewardFn = Callable[..., list]
 REWARDS: dict[str, RewardFn] = {
@@ -24,6 +26,7 @@ REWARDS: dict[str, RewardFn] = {
     "rubric": rubric,
     "evidence_grounding": evidence_grounding,
     "safety": safety,
+    "tool_use": tool_use,
 }
 
 

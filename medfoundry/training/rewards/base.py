@@ -19,8 +19,11 @@ def completion_text(completion: Any) -> str:
     if isinstance(completion, list):
         return "".join(completion_text(m) for m in completion)
     if isinstance(completion, dict):
-        content = completion.get("content", "")
-        return content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
+        content = completion.get("content") or ""
+        text = content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
+        # TRL's response parsers (used with tools) split "<think>...</think>" out into reasoning_content
+        reasoning = completion.get("reasoning_content")
+        return f"<think>{reasoning}</think>{text}" if reasoning else text
     return str(completion)
 
 
