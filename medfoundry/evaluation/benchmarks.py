@@ -179,6 +179,24 @@ def iter_jsonl(path: Path) -> Iterator[tuple[dict, int] | Skipped]:
             yield row, line_no
 
 
+def iter_dataset_records(path: Path) -> Iterator[tuple[Any, int] | Skipped]:
+    """`Record`s of a medfoundry records.jsonl with their line numbers; invalid rows become `Skipped`."""
+    from pydantic import ValidationError
+
+    from medfoundry.data.records import Record
+
+    for entry in iter_jsonl(path):
+        if isinstance(entry, Skipped):
+            yield entry
+            continue
+        row, line = entry
+        try:
+            yield Record.model_validate(row), line
+        except ValidationError as err:
+            first = err.errors()[0]
+            yield Skipped(str(path), line, f"invalid record: {'.'.join(map(str, first['loc']))}: {first['msg']}")
+
+
 def _text(value: Any) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
@@ -424,22 +442,13 @@ class HeldOut(Benchmark):
     description = "held-out QA records of a medfoundry dataset (split == holdout, not reserved for RL)"
 
     def read(self, path: Path) -> Iterator[EvalItem | Skipped]:
-        from pydantic import ValidationError
-
-        from medfoundry.data.records import Record
         from medfoundry.training.qa import YES_NO, YES_NO_MAYBE, is_qa, is_rl_holdout, task_of
 
-        for entry in iter_jsonl(path):
+        for entry in iter_dataset_records(path):
             if isinstance(entry, Skipped):
                 yield entry
                 continue
-            row, line = entry
-            try:
-                record = Record.model_validate(row)
-            except ValidationError as err:
-                first = err.errors()[0]
-                yield Skipped(str(path), line, f"invalid record: {'.'.join(map(str, first['loc']))}: {first['msg']}")
-                continue
+            record, line = entry
             if record.split != "holdout" or not is_qa(record) or is_rl_holdout(record):
                 continue
             task = task_of(record)
@@ -541,20 +550,11 @@ class ReportFindings(Benchmark):
     description = "held-out report records of a medfoundry dataset (image + findings text)"
 
     def read(self, path: Path) -> Iterator[EvalItem | Skipped]:
-        from pydantic import ValidationError
-
-        from medfoundry.data.records import Record
-
-        for entry in iter_jsonl(path):
+        for entry in iter_dataset_records(path):
             if isinstance(entry, Skipped):
                 yield entry
                 continue
-            row, line = entry
-            try:
-                record = Record.model_validate(row)
-            except ValidationError as err:
-                yield Skipped(str(path), line, f"invalid record: {err.errors()[0]['msg']}")
-                continue
+            record, line = entry
             if record.kind != "report" or record.split != "holdout" or not record.text.strip():
                 continue
             image = path.parent / record.image if record.image else None

@@ -18,21 +18,10 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _profile(profile: str, overrides: list[str] | None):
-    import yaml
-
     from medfoundry import tracking
-    from medfoundry.config import ProfileError, load_profile
+    from medfoundry.cli import load_profile_or_exit
 
-    parsed = {}
-    for item in overrides or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise _fail(f"--set {item!r}: expected KEY=VALUE")
-        parsed[key] = yaml.safe_load(value)
-    try:
-        prof = load_profile(profile, parsed)
-    except ProfileError as err:
-        raise _fail(str(err)) from None
+    prof = load_profile_or_exit(profile, overrides)
     tracking.configure(prof)
     return prof
 

@@ -7,7 +7,6 @@ other field of an existing overlay manifest (resources, replicas, probes set by 
 from __future__ import annotations
 
 import copy
-import functools
 from pathlib import Path
 from typing import Any
 
@@ -98,48 +97,3 @@ def storage_uri(source: str) -> str:
     if "://" in source:
         return source
     return Path(source).resolve().as_uri()
-
-
-def _strict(schema: Any) -> Any:
-    """Copy of a structural schema that rejects unknown fields (Kubernetes would silently prune them)."""
-    if isinstance(schema, dict):
-        out = {k: _strict(v) for k, v in schema.items()}
-        if (
-            "properties" in out
-            and "additionalProperties" not in out
-            and not out.get("x-kubernetes-preserve-unknown-fields")
-        ):
-            out["additionalProperties"] = False
-        return out
-    if isinstance(schema, list):
-        return [_strict(v) for v in schema]
-    return schema
-
-
-@functools.lru_cache(maxsize=8)
-def crd_schema(crd_path: Path, version: str = "v1beta1") -> dict[str, Any]:
-    import yaml
-
-    # The KServe CRD is ~1 MB of YAML: the C loader reads it in a fraction of the pure-Python time.
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    crd = yaml.load(Path(crd_path).read_text(), Loader=loader)  # noqa: S506 - a safe loader
-    for entry in crd["spec"]["versions"]:
-        if entry["name"] == version:
-            return entry["schema"]["openAPIV3Schema"]
-    raise ValueError(f"{crd_path}: no version {version}")
-
-
-def validate_against_crd(manifest: dict[str, Any], crd_path: Path, strict: bool = True) -> list[str]:
-    """Schema errors of `manifest` against the CRD's openAPIV3Schema ("path: message"); empty when valid.
-    `strict` also rejects fields the schema does not define."""
-    import jsonschema
-
-    schema = crd_schema(Path(crd_path))
-    if strict:
-        schema = _strict(schema)
-    validator = jsonschema.Draft7Validator(schema)
-    errors = []
-    for err in sorted(validator.iter_errors(manifest), key=lambda e: list(e.absolute_path)):
-        where = "/".join(str(p) for p in err.absolute_path) or "<root>"
-        errors.append(f"{where}: {err.message}")
-    return errors

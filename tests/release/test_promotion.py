@@ -8,9 +8,9 @@ import subprocess
 import pytest
 import yaml
 
+from medfoundry.cluster.crds import validate_custom_resource
 from medfoundry.release import registry
 from medfoundry.release.gitops import GitOpsRepo
-from medfoundry.release.manifests import validate_against_crd
 from medfoundry.release.promote import PromotionError, open_repo, promote_model, rollback
 
 GOOD = {"heldout/accuracy": 0.62, "heldout/ci95_lo": 0.55, "heldout/ci95_hi": 0.69, "heldout/rare/accuracy": 0.4}
@@ -45,7 +45,7 @@ def test_register_sets_lineage_metrics_and_candidate(profile, model_dir):
 
 
 def test_promote_refuse_promote_rollback(profile, model_dir, tmp_path, shared_dir):
-    crd = shared_dir / "k8s-crds" / "serving.kserve.io_inferenceservices.yaml"
+    crd = shared_dir / "k8s-crds"
     remote = tmp_path / "remote.git"
     subprocess.run(["git", "init", "--quiet", "--bare", str(remote)], check=True)
     profile.gitops.remote = str(remote)
@@ -55,7 +55,7 @@ def test_promote_refuse_promote_rollback(profile, model_dir, tmp_path, shared_di
     assert first.promoted and first.commit and first.pushed
     repo = open_repo(profile)
     manifest_v1 = repo.manifest_path("dev").read_text()
-    assert validate_against_crd(yaml.safe_load(manifest_v1), crd) == []
+    assert validate_custom_resource(yaml.safe_load(manifest_v1), crd) == []
 
     # A regressed candidate is refused with reasons; nothing is committed and no alias moves.
     v2 = _register(model_dir, REGRESSED)
@@ -74,7 +74,7 @@ def test_promote_refuse_promote_rollback(profile, model_dir, tmp_path, shared_di
     assert good.promoted and good.previous_version == v1.version
     assert _commits(repo)[1:] == head_before
     manifest = yaml.safe_load(repo.manifest_path("dev").read_text())
-    assert validate_against_crd(manifest, crd) == []
+    assert validate_custom_resource(manifest, crd) == []
     assert manifest["spec"]["predictor"]["model"]["storageUri"].endswith("/artifacts/model")
     assert manifest["metadata"]["annotations"]["medfoundry.io/model-version"] == v3.version
     assert {a: registry.version_by_alias(NAME, a).version for a in ("champion", "dev")} == {
@@ -117,8 +117,8 @@ def test_template_seed_keeps_platform_fields_and_comments(profile, model_dir, sh
     manifest, seeded = yaml.safe_load(text), yaml.safe_load(template)
     assert manifest["spec"]["predictor"]["nodeSelector"] == seeded["spec"]["predictor"]["nodeSelector"]
     assert manifest["spec"]["predictor"]["model"]["resources"] == seeded["spec"]["predictor"]["model"]["resources"]
-    crd = shared_dir / "k8s-crds" / "serving.kserve.io_inferenceservices.yaml"
-    assert validate_against_crd(manifest, crd) == []
+    crd = shared_dir / "k8s-crds"
+    assert validate_custom_resource(manifest, crd) == []
     if shutil.which("kubectl"):  # what Argo CD applies: the overlay built by kustomize
         built = subprocess.run(
             ["kubectl", "kustomize", str(repo.overlay_dir("prod"))], capture_output=True, text=True, check=True
@@ -126,7 +126,7 @@ def test_template_seed_keeps_platform_fields_and_comments(profile, model_dir, sh
         rendered = yaml.safe_load(built)
         assert rendered["metadata"]["namespace"] == "medfoundry-prod"
         assert rendered["spec"]["predictor"]["model"]["storageUri"] == manifest["spec"]["predictor"]["model"]["storageUri"]
-        assert validate_against_crd(rendered, crd) == []
+        assert validate_custom_resource(rendered, crd) == []
 
 
 def test_minimal_seed_same_version_twice_and_default_version(profile, model_dir, monkeypatch, tmp_path):
