@@ -219,6 +219,11 @@ def publish_features(
     }
 
 
+def is_published(workdir: Path) -> bool:
+    """Whether `publish_features` has applied and materialized a feature store in `workdir`."""
+    return (Path(workdir) / _STAMP_FILE).is_file()
+
+
 def training_weights(record_ids: list[str], workdir: Path | None = None, at: datetime | None = None):
     """Sample weight and quality per record id from the offline store (point-in-time join at `at`, default now)."""
     import pandas as pd

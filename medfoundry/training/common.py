@@ -30,6 +30,7 @@ class TextExample:
     completion: str
     image: Path | None = None
     weight: float = 1.0  # sampling weight (curation's entity-aware meta["sample_weight"])
+    record_id: str = ""
 
 
 @dataclass
@@ -281,6 +282,27 @@ def _log_to_mlflow(curves: dict[str, list]) -> None:
         fig.tight_layout()
         mlflow.log_figure(fig, "training_curves.png")
         plt.close(fig)
+
+
+def reweight_from_feature_store(profile, examples: list[TextExample]) -> str:
+    """Replace example weights with the sample weights curation published to Feast (a point-in-time
+    get_historical_features lookup), when the workspace has a published store; returns where weights came from."""
+    if not profile.curation.feast or not examples:
+        return "records"
+    from medfoundry.curation.features import is_published, training_weights
+    from medfoundry.workspace import Workspace
+
+    workdir = Workspace.resolve(profile.workspace).root / "feast"
+    if not is_published(workdir):
+        return "records"
+    frame = training_weights(sorted({e.record_id for e in examples}), workdir)
+    found = frame["sample_weight"].dropna().to_dict()
+    if not found:
+        return "records"
+    for example in examples:
+        weight = float(found.get(example.record_id, example.weight))
+        example.weight = weight if math.isfinite(weight) and weight > 0 else example.weight
+    return "feast"
 
 
 def sample_weight(record) -> float:

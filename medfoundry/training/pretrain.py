@@ -20,6 +20,7 @@ from medfoundry.training.common import (
     deepspeed_stage,
     encode_examples,
     finish,
+    reweight_from_feature_store,
     sample_weight,
     train_causal_lm,
 )
@@ -51,7 +52,9 @@ def pretrain_examples(loaded: LoadedModel, dataset_dir: Path) -> tuple[list[Text
             continue
         image = record_image(record, dataset_dir)
         prompt = image_prompt if image is not None and loaded.is_vision else ""
-        examples.append(TextExample(prompt, text + loaded.tokenizer.eos_token, image, sample_weight(record)))
+        examples.append(
+            TextExample(prompt, text + loaded.tokenizer.eos_token, image, sample_weight(record), record.id)
+        )
     return examples, empty
 
 
@@ -61,6 +64,7 @@ def run_pretrain(profile: Profile, dataset_dir: Path, base_model: str | Path, ou
     cfg = profile.pretrain
     loaded = load_model(base_model, profile.model)
     examples, empty = pretrain_examples(loaded, Path(dataset_dir))
+    weights_from = reweight_from_feature_store(profile, examples)
     encoded, stats = encode_examples(loaded, examples, min(cfg.max_length, profile.model.max_length))
     metrics, curves, trainer = train_causal_lm(
         loaded, encoded, cfg, Path(out_dir), deepspeed_stage(cfg, profile.cluster.deepspeed_stage)
@@ -70,6 +74,7 @@ def run_pretrain(profile: Profile, dataset_dir: Path, base_model: str | Path, ou
         examples_with_image=stats.with_image,
         truncated=stats.truncated,
         skipped_empty=empty,
+        weights_from=weights_from,
         images_dropped=stats.images_dropped,
     )
     return finish(loaded, Path(out_dir), metrics, curves, trainer)

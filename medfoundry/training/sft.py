@@ -20,6 +20,7 @@ from medfoundry.training.common import (
     deepspeed_stage,
     encode_examples,
     finish,
+    reweight_from_feature_store,
     sample_weight,
     train_causal_lm,
 )
@@ -40,7 +41,7 @@ def sft_examples(loaded: LoadedModel, dataset_dir: Path, reasoning_format: str) 
         full = render(loaded, [*prompt_messages, {"role": "assistant", "content": target}], add_generation_prompt=False)
         if not full.startswith(prompt):
             raise RuntimeError(f"{loaded.family}: the chat template renders the prompt differently inside a full chat")
-        examples.append(TextExample(prompt, full[len(prompt) :], image, sample_weight(record)))
+        examples.append(TextExample(prompt, full[len(prompt) :], image, sample_weight(record), record.id))
     return examples
 
 
@@ -51,6 +52,7 @@ def run_sft(profile: Profile, dataset_dir: Path, model_dir: str | Path, out_dir:
     examples = sft_examples(loaded, Path(dataset_dir), cfg.reasoning_format)
     if not examples:
         raise ValueError(f"{dataset_dir}: no QA records with split 'train' for SFT")
+    weights_from = reweight_from_feature_store(profile, examples)
     encoded, stats = encode_examples(
         loaded, examples, min(cfg.max_length, profile.model.max_length), keep_completion=True
     )
@@ -62,6 +64,7 @@ def run_sft(profile: Profile, dataset_dir: Path, model_dir: str | Path, out_dir:
         examples_with_image=stats.with_image,
         truncated=stats.truncated,
         skipped_no_target=stats.skipped_no_target,
+        weights_from=weights_from,
         images_dropped=stats.images_dropped,
     )
     return finish(loaded, Path(out_dir), metrics, curves, trainer)

@@ -164,3 +164,16 @@ def test_feast_features_published_historical_and_online(curated):
     )
     assert rows[0]["depth"] >= 0
     assert rows[1]["found"] is False
+
+
+def test_training_sampler_reads_weights_through_feast(curated, monkeypatch):
+    from medfoundry.config import load_profile
+    from medfoundry.training.common import TextExample, reweight_from_feature_store
+
+    monkeypatch.setenv("MEDFOUNDRY_HOME", str(curated["home"]))
+    kept = [r for r in read_records(curated["out"]) if r.meta.get("sample_weight")][:4]
+    examples = [TextExample("", "x", None, 1.0, r.id) for r in kept]
+    assert reweight_from_feature_store(load_profile("tiny"), examples) == "feast"
+    for example, record in zip(examples, kept, strict=True):
+        assert example.weight == pytest.approx(record.meta["sample_weight"], rel=1e-5)
+    assert reweight_from_feature_store(load_profile("tiny", {"curation.feast": False}), examples) == "records"
