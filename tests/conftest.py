@@ -38,6 +38,27 @@ def workspace(tmp_path, monkeypatch) -> Path:
     return home
 
 
+@pytest.fixture(autouse=True)
+def _isolated_mlflow_state():
+    """MLflow keeps the tracking URI, registry URI, active experiment and run in module globals: reset them after
+    every test so one test's store never leaks into the next."""
+    yield
+    import sys
+
+    if "mlflow" not in sys.modules:
+        return
+    import mlflow
+    from mlflow.tracking import _model_registry, _tracking_service, fluent
+
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    fluent._active_experiment_id = None
+    _tracking_service.utils._tracking_uri = None
+    _model_registry.utils._registry_uri = None
+    for name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_REGISTRY_URI"):
+        os.environ.pop(name, None)
+
+
 def pytest_collection_modifyitems(config, items):
     run_slow = os.environ.get("MEDFOUNDRY_RUN_SLOW") == "1"
     try:
