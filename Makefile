@@ -40,7 +40,7 @@ test-fast: setup
 	$(VENV)/bin/python -m pytest -q -x -m "not slow" --ignore=tests/e2e
 
 lint: setup
-	$(VENV)/bin/ruff check medfoundry components pipelines tests benchmarks
+	$(VENV)/bin/ruff check medfoundry components pipelines tests benchmarks scripts
 
 compile: setup
 	$(VENV)/bin/medfoundry compile --out build/pipelines

@@ -2,6 +2,7 @@
 
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
+
 from medfoundry.images import component_image
 
 

@@ -1,6 +1,7 @@
 """Promote: Runs only inside `dsl.If(gate passed)`: moves the `champion` alias to the version and commits its KServe InferenceService to the GitOps repository for the profile's environment."""
 
 from kfp import dsl
+
 from medfoundry.images import component_image
 
 

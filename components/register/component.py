@@ -2,6 +2,7 @@
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Model
+
 from medfoundry.images import component_image
 
 

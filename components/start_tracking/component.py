@@ -1,6 +1,7 @@
 """Start tracking: Opens the MLflow parent run of one pipeline run (profile, config hash, git sha) and returns its id; every stage nests its run under it."""
 
 from kfp import dsl
+
 from medfoundry.images import component_image
 
 
