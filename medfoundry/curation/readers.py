@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 from pydantic import ValidationError
 
 from medfoundry.data.images import ImageDecodeError, is_image_file, load_image, save_normalized
-from medfoundry.data.records import IMAGES, RECORDS, Record
+from medfoundry.data.records import IMAGES, RECORDS, Record, validation_reason
 
 TEXT_COLUMNS = ("text", "section_text", "note", "report", "caption", "content", "body", "abstract")
 _KIND_FOR_FIELD = {"caption": "caption", "report": "report", "note": "note", "section_text": "note"}
@@ -266,9 +266,7 @@ def _row_to_record(
         try:
             record = Record.model_validate(row)
         except ValidationError as err:
-            first = err.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "<record>"
-            yield quarantine_row(f"invalid record: {where}: {first['msg']}", source, line, record=row)
+            yield quarantine_row(f"invalid record: {validation_reason(err)}", source, line, record=row)
             return
         if record.image:
             yield quarantine_row(
@@ -419,9 +417,7 @@ def _read_dataset(folder: Path, out_dir: Path, options: ReadOptions) -> Iterator
             try:
                 record = Record.model_validate_json(text)
             except ValidationError as err:
-                first = err.errors()[0]
-                where = ".".join(str(p) for p in first["loc"]) or "<record>"
-                yield quarantine_row(f"invalid record: {where}: {first['msg']}", source, line_no, raw=text)
+                yield quarantine_row(f"invalid record: {validation_reason(err)}", source, line_no, raw=text)
                 continue
             if record.image:
                 image_path = folder / record.image

@@ -60,6 +60,13 @@ class Record(BaseModel):
     meta: dict[str, Any] = Field(default_factory=dict)
 
 
+def validation_reason(err) -> str:
+    """'field.path: message' of a pydantic ValidationError's first problem (how quarantine reasons read)."""
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "<record>"
+    return f"{where}: {first['msg']}"
+
+
 def write_jsonl(path: Path, rows: Iterable[BaseModel | dict]) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     n = 0

@@ -183,7 +183,7 @@ def iter_dataset_records(path: Path) -> Iterator[tuple[Any, int] | Skipped]:
     """`Record`s of a medfoundry records.jsonl with their line numbers; invalid rows become `Skipped`."""
     from pydantic import ValidationError
 
-    from medfoundry.data.records import Record
+    from medfoundry.data.records import Record, validation_reason
 
     for entry in iter_jsonl(path):
         if isinstance(entry, Skipped):
@@ -193,8 +193,7 @@ def iter_dataset_records(path: Path) -> Iterator[tuple[Any, int] | Skipped]:
         try:
             yield Record.model_validate(row), line
         except ValidationError as err:
-            first = err.errors()[0]
-            yield Skipped(str(path), line, f"invalid record: {'.'.join(map(str, first['loc']))}: {first['msg']}")
+            yield Skipped(str(path), line, f"invalid record: {validation_reason(err)}")
 
 
 def _text(value: Any) -> str | None:
