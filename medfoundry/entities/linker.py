@@ -1,10 +1,11 @@
-"""Dictionary entity linker: one Aho-Corasick automaton (pyahocorasick) over the tree's normalized surface forms.
+"""Dictionary entity linker: one Aho-Corasick automaton (ahocorasick-rs) over the tree's normalized surface forms.
 
 How a text is matched (all offsets refer to the original text):
 - `fold` lower-cases it and turns every non-alphanumeric character (punctuation, hyphens, whitespace) into a space,
   one character for one, so offsets need no mapping; documents of a batch are joined with a NUL that no form holds;
 - each surface form is stored as " form " (its folded spelling, and the whitespace-collapsed one) and the text is
-  padded with a space at each end: every match starts and ends on a word boundary, in one C pass (`iter`);
+  padded with a space at each end: every match starts and ends on a word boundary, in one Rust pass over the
+  UTF-8 bytes (overlapping matches; byte offsets are mapped back to characters with numpy);
 - the longest match wins where matches nest or overlap (leftmost first), chosen with numpy, not per match in Python.
 
 Guards against short ambiguous forms (`LinkerOptions`): forms shorter than `min_length` are dropped; forms that are
@@ -30,7 +31,7 @@ from medfoundry.entities import negation
 from medfoundry.entities.normalize import DOCUMENT_SEPARATOR, code_points, fold, is_acronym, normalize_form
 from medfoundry.entities.tree import EntityTree
 
-LINKER_VERSION = "1"  # bump when matching or form selection changes: invalidates cached linkers
+LINKER_VERSION = "2"  # bump when matching or form selection changes: invalidates cached linkers
 _ENTITY, _PRE, _POST, _PSEUDO, _TERMINATOR = 0, 1, 2, 3, 4
 _SEPARATOR = f" {DOCUMENT_SEPARATOR} "
 _BRACKETED = re.compile(r"\s*[\[(][^\])]*[\])]")
@@ -148,14 +149,21 @@ class Linker:
 
     def __init__(
         self,
-        automaton,
+        patterns: list[str],
+        pattern_rows: np.ndarray,
         values: np.ndarray,
         tree: EntityTree,
         options: LinkerOptions,
         stats: dict,
         form_nodes: dict[str, int],
     ) -> None:
-        self.automaton = automaton
+        import ahocorasick_rs
+
+        self.patterns = patterns  # distinct " form " patterns; pattern_rows[i] is pattern i's row of `values`
+        self.pattern_rows = pattern_rows
+        self.automaton = ahocorasick_rs.BytesAhoCorasick(
+            [p.encode("utf-8") for p in patterns], matchkind=ahocorasick_rs.MatchKind.Standard
+        )
         self.form_nodes = form_nodes  # normalized surface form -> node row
         # values[i] = (code, node row, pattern length in the padded text, acronym flag)
         self.values = values
@@ -170,16 +178,14 @@ class Linker:
     # -- building -------------------------------------------------------------------------------------------------
     @classmethod
     def from_tree(cls, tree: EntityTree, options: LinkerOptions | None = None) -> Linker:
-        import ahocorasick
-
         options = options or LinkerOptions()
         forms, stats = _collect_forms(tree, options)
-        automaton = ahocorasick.Automaton()
+        row_of: dict[str, int] = {}  # pattern -> its row of `values`; a pattern added again takes the later row
         values: list[tuple[int, int, int, int]] = []
 
         def add(spelling: str, code: int, node: int, acronym: bool) -> None:
             pattern = f" {spelling} "
-            automaton.add_word(pattern, len(values))
+            row_of[pattern] = len(values)
             values.append((code, node, len(pattern), int(acronym)))
 
         for form in forms.values():
@@ -197,17 +203,23 @@ class Linker:
                     key = normalize_form(phrase)
                     if key not in forms:  # an entity form of the same spelling wins
                         add(key, code, -1, False)
-        automaton.make_automaton()
-        stats["patterns"] = len(values)
+        stats["patterns"] = len(row_of)
         form_nodes = {key: form.node for key, form in forms.items()}
         return cls(
-            automaton, np.asarray(values, dtype=np.int64).reshape(-1, 4), tree, options, stats, form_nodes
+            list(row_of),
+            np.fromiter(row_of.values(), dtype=np.int64, count=len(row_of)),
+            np.asarray(values, dtype=np.int64).reshape(-1, 4),
+            tree,
+            options,
+            stats,
+            form_nodes,
         )
 
     @classmethod
     def cached(cls, tree: EntityTree, folder: Path, options: LinkerOptions | None = None) -> Linker:
         """`from_tree`, kept as a pickle in `folder` (e.g. the tree's cache folder) keyed by the tree's content hash,
-        the options and the linker version: loading takes ~0.5 s where building the full tree's takes ~5-8 s."""
+        the options and the linker version: loading (the automaton is recompiled from the stored patterns) takes
+        ~1-2 s where building the full tree's takes ~5-8 s."""
         import hashlib
         import pickle
 
@@ -219,10 +231,16 @@ class Linker:
             with path.open("rb") as fh:
                 state = pickle.load(fh)  # noqa: S301 - written by this method into our own cache folder
             return cls(
-                state["automaton"], state["values"], tree, options, state["stats"], state["form_nodes"]
+                state["patterns"],
+                state["pattern_rows"],
+                state["values"],
+                tree,
+                options,
+                state["stats"],
+                state["form_nodes"],
             )
         linker = cls.from_tree(tree, options)
-        state = {k: getattr(linker, k) for k in ("automaton", "values", "stats", "form_nodes")}
+        state = {k: getattr(linker, k) for k in ("patterns", "pattern_rows", "values", "stats", "form_nodes")}
         staging = path.with_name(path.name + f".tmp{os.getpid()}")
         path.parent.mkdir(parents=True, exist_ok=True)
         with staging.open("wb") as fh:
@@ -256,14 +274,20 @@ class Linker:
             doc_starts[1:] = np.cumsum(lengths[:-1] + len(_SEPARATOR))
         joined = _SEPARATOR.join(texts)
         folded = fold(joined)
-        found = list(self.automaton.iter(" " + folded + " "))
+        padded = " " + folded + " "
+        data = padded.encode("utf-8")
+        found = self.automaton.find_matches_as_indexes(data, overlapping=True)
         if not found:
             return self._empty(len(texts))
-        hits = np.fromiter(chain.from_iterable(found), dtype=np.int64, count=2 * len(found)).reshape(-1, 2)
-        value = self.values[hits[:, 1]]
-        # the padded text is folded shifted by one: a pattern " form " ending at e covers folded[e - len + 1, e - 1)
-        starts = hits[:, 0] - value[:, 2] + 1
-        ends = hits[:, 0] - 1
+        hits = np.fromiter(chain.from_iterable(found), dtype=np.int64, count=3 * len(found)).reshape(-1, 3)
+        if len(data) != len(padded):  # non-ASCII text: byte offsets -> character offsets
+            continuation = (np.frombuffer(data, dtype=np.uint8) & 0xC0) == 0x80
+            before = np.concatenate(([0], np.cumsum(continuation, dtype=np.int64)))
+            hits[:, 1:] -= before[hits[:, 1:]]
+        value = self.values[self.pattern_rows[hits[:, 0]]]
+        # the padded text is folded shifted by one: a pattern " form " at padded [s, e) covers folded [s, e - 2)
+        starts = hits[:, 1]
+        ends = hits[:, 2] - 2
         keep = _leftmost_longest(starts, ends)
         starts, ends, value = starts[keep], ends[keep], value[keep]
         code, node, acronym = value[:, 0], value[:, 1], value[:, 3].astype(bool)
