@@ -29,9 +29,11 @@ from xml.etree import ElementTree
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from medfoundry.workspace import shared_root  # noqa: E402 - after the path setup
+
 DOC = ROOT / "docs" / "curation.md"
 START, END = "<!-- dedup-benchmark:start -->", "<!-- dedup-benchmark:end -->"
-SHARED = Path(os.environ.get("MEDFOUNDRY_SHARED", ROOT.parent / "shared")) / "data"
+SHARED = (shared_root() or ROOT.parent / "shared") / "data"
 THRESHOLD = 0.8
 SHINGLE = 5
 

@@ -27,9 +27,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from medfoundry.workspace import shared_root  # noqa: E402 - after the path setup
+
 DOC = ROOT / "docs" / "evaluation.md"
 START, END = "<!-- eval-batching:start -->", "<!-- eval-batching:end -->"
-SHARED = Path(os.environ.get("MEDFOUNDRY_SHARED", ROOT.parent / "shared")) / "data"
+SHARED = (shared_root() or ROOT.parent / "shared") / "data"
 
 
 def build_model(kind: str, out: Path, texts: list[str]) -> Path:

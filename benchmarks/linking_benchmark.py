@@ -31,12 +31,14 @@ from xml.etree import ElementTree
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from medfoundry.workspace import shared_root  # noqa: E402 - after the path setup
+
 CACHE = ROOT / "benchmarks" / ".cache"
 SPACY_VENV = CACHE / "spacy-venv"
 SPACY_VERSION = "3.8.18"
 DOC = ROOT / "docs" / "entities.md"
 START, END = "<!-- linking-benchmark:start -->", "<!-- linking-benchmark:end -->"
-SHARED = Path(os.environ.get("MEDFOUNDRY_SHARED", ROOT.parent / "shared")) / "data"
+SHARED = (shared_root() or ROOT.parent / "shared") / "data"
 
 SPACY_WORKER = r"""
 import json, sys, time

@@ -15,6 +15,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def shared_root() -> Path | None:
+    """The read-only shared folder (real data splits, CRD schemas) that tests and benchmarks use:
+    $MEDFOUNDRY_SHARED, else `../shared` beside the checkout; None when absent. Nothing at run time needs it."""
+    configured = os.environ.get("MEDFOUNDRY_SHARED")
+    path = Path(configured) if configured else REPO_ROOT.parent / "shared"
+    return path if path.is_dir() else None
+
 
 @dataclass(frozen=True)
 class Workspace:

@@ -15,9 +15,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def shared_path() -> Path | None:
-    configured = os.environ.get("MEDFOUNDRY_SHARED")
-    path = Path(configured) if configured else REPO_ROOT.parent / "shared"
-    return path if (path / "data").is_dir() else None
+    from medfoundry.workspace import shared_root
+
+    path = shared_root()
+    return path if path and (path / "data").is_dir() else None
 
 
 @pytest.fixture(scope="session")

@@ -6,20 +6,18 @@ The CRDs' openAPIV3Schema is a JSON schema. Validation is strict: a field the sc
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
-
 
 def shared_crd_dir() -> Path | None:
     """`$MEDFOUNDRY_SHARED/k8s-crds` or `../shared/k8s-crds` beside the checkout; None when absent."""
-    configured = os.environ.get("MEDFOUNDRY_SHARED")
-    base = Path(configured) if configured else REPO_ROOT.parent / "shared"
-    path = base / "k8s-crds"
-    return path if path.is_dir() else None
+    from medfoundry.workspace import shared_root
+
+    base = shared_root()
+    path = base / "k8s-crds" if base else None
+    return path if path and path.is_dir() else None
 
 
 def _strict(schema: Any) -> Any:

@@ -97,18 +97,11 @@ def _attach_tracking(run: LocalRun, profile: Profile) -> None:
     experiment = client.get_experiment_by_name(profile.tracking.experiment)
     if experiment is None:
         return
-    parents = client.search_runs(
-        [experiment.experiment_id],
-        filter_string=f"tags.`{tracking.PIPELINE_RUN_TAG}` = '{run.run_id}' "
-        "and tags.`mlflow.parentRunId` = ''",
-        max_results=5,
-    ) or [
-        r
-        for r in client.search_runs(
-            [experiment.experiment_id], filter_string=f"tags.`{tracking.PIPELINE_RUN_TAG}` = '{run.run_id}'"
-        )
-        if "mlflow.parentRunId" not in r.data.tags
-    ]
+    # Stage runs carry the pipeline-run tag too; the parent is the one run without a parent of its own.
+    tagged = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`{tracking.PIPELINE_RUN_TAG}` = '{run.run_id}'"
+    )
+    parents = [r for r in tagged if "mlflow.parentRunId" not in r.data.tags]
     if not parents:
         return
     parent = parents[0]
