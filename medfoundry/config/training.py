@@ -78,6 +78,8 @@ class RLConfig(TrainStageConfig):
     # Tools the policy may call during rollouts (names in medfoundry.training.tools.TOOLS); empty: no tool calling.
     tools: list[str] = Field(default_factory=list)
     max_tool_calling_iterations: int = Field(2, ge=1)
+    # Tool-requiring tasks (medfoundry.training.agentic) added to the RL rows; 0: none.
+    agentic_tasks: int = Field(0, ge=0)
     # An unsafe answer (medfoundry.training.rewards.safety) gets 0 for every reward.
     safety_gate: bool = True
     judge: JudgeConfig | None = None

@@ -156,6 +156,16 @@ def grpo_config(profile: Profile, phase: RLPhase, out_dir: Path, num_prompts: in
     )
 
 
+def _recording(fn, values: list):
+    def recorded(completions, **kwargs):
+        scores = fn(completions, **kwargs)
+        values.extend(scores)
+        return scores
+
+    recorded.__name__ = fn.__name__
+    return recorded
+
+
 def _grpo_phase(profile: Profile, phase: RLPhase, loaded: LoadedModel, rows: list[dict[str, Any]], out_dir: Path,
                 resources: RewardResources) -> tuple[dict[str, Any], dict[str, list], Any]:
     from datasets import Dataset
@@ -163,6 +173,8 @@ def _grpo_phase(profile: Profile, phase: RLPhase, loaded: LoadedModel, rows: lis
 
     cfg = profile.rl
     reward_funcs, weights = reward_mixture(phase.rewards or cfg.rewards, resources, cfg.safety_gate)
+    recorded: dict[str, list] = {fn.__name__: [] for fn in reward_funcs}
+    reward_funcs = [_recording(fn, recorded[fn.__name__]) for fn in reward_funcs]
     peft_config = None
     if cfg.use_lora:
         from peft import LoraConfig
@@ -186,12 +198,17 @@ def _grpo_phase(profile: Profile, phase: RLPhase, loaded: LoadedModel, rows: lis
     metrics: dict[str, Any] = {"steps": int(trainer.state.global_step), "prompts": len(rows)}
     names = {fn.__name__ for fn in reward_funcs}
     for key, name in [("reward", "reward"), *((f"rewards/{n}/mean", f"reward_{n}") for n in sorted(names)),
-                      *LOGGED.items()]:
+                      *LOGGED.items()]:  # per-step curves; the component means are recomputed below
         values = [(int(r["step"]), float(r[key])) for r in history if r.get(key) is not None and r[key] == r[key]]
         if values:
             curves[name] = values
             metrics[f"{name}_mean"] = sum(v for _, v in values) / len(values)
             metrics[f"{name}_last"] = values[-1][1]
+    for name, values in recorded.items():  # every component, applicable or not (TRL logs NaN for "never")
+        applicable = [float(v) for v in values if v is not None]
+        metrics[f"reward_{name}_applicable"] = len(applicable) / len(values) if values else 0.0
+        if applicable:
+            metrics[f"reward_{name}_mean"] = sum(applicable) / len(applicable)
     # frac_reward_zero_std is per step over that step's groups; the stage reports counts
     zero = [float(r["frac_reward_zero_std"]) for r in history if "frac_reward_zero_std" in r]
     metrics["groups"] = len(zero) * cfg.batch_size
@@ -240,17 +257,26 @@ def run_grpo(profile: Profile, dataset_dir: Path, model_dir: str | Path, out_dir
     for phase in phases(cfg):
         reward_mixture(phase.rewards or cfg.rewards, RewardResources(grounding=grounding), cfg.safety_gate)  # fail early
     rows = rl_rows(Path(dataset_dir), grounding, cfg.images)
+    agentic_counts: dict[str, int] = {}
+    if cfg.agentic_tasks:
+        from medfoundry.training.agentic import generate_tasks, task_records
+
+        tasks, agentic_counts = generate_tasks(cfg.agentic_tasks, cfg.seed)
+        rows += [rl_row(r, None, grounding, False) for r in task_records(tasks)]
     if not rows:
         raise ValueError(f"{dataset_dir}: no held-back QA records for RL (split 'holdout', RL half)")
     judge = RubricJudge(cfg.judge.endpoint, cfg.judge.model) if cfg.judge else None
     resources = RewardResources(grounding=grounding, judge=judge)
     loaded = load_model(model_dir, profile.model)
     loaded.model.train()
+    if not loaded.is_vision:  # a text-only policy is asked image questions from their text
+        rows = [{k: v for k, v in r.items() if k not in ("image", "image_path")} for r in rows]
     metrics: dict[str, Any] = {
         "prompts": len(rows),
         "rows_with_rubric": sum(1 for r in rows if r["rubric"]),
         "rubric_coverage": sum(1 for r in rows if r["rubric"]) / len(rows),
         "rows_with_image": sum(1 for r in rows if r.get("image") is not None),
+        **{f"agentic/{k}": v for k, v in agentic_counts.items()},
     }
     curves: dict[str, list] = {}
     samples: dict[str, list[str]] = {}
@@ -274,6 +300,8 @@ def run_grpo(profile: Profile, dataset_dir: Path, model_dir: str | Path, out_dir
             log.warning("RL phase %s: pool %r is empty; skipped", phase.name, phase.pool)
             metrics[prefix + "skipped"] = 1
             continue
+        if len(pool_rows) < cfg.batch_size:  # a step needs batch_size groups: repeat a small pool's prompts
+            pool_rows = (pool_rows * cfg.batch_size)[: cfg.batch_size]
         if phase.kind == "rft":
             phase_metrics, phase_curves, phase_trainer = _rft_phase(profile, phase, loaded, pool_rows, samples, out_dir)
         else:
@@ -296,7 +324,7 @@ def run_grpo(profile: Profile, dataset_dir: Path, model_dir: str | Path, out_dir
         groups=sum(p["groups"] for p in grpo_phases),
         zero_variance_groups=sum(p["zero_variance_groups"] for p in grpo_phases),
     )
-    for key in {k for p in grpo_phases for k in p if k.endswith("_mean") and k != "reward_mean"}:
+    for key in {k for p in grpo_phases for k in p if k.endswith(("_mean", "_applicable")) and k != "reward_mean"}:
         values = [p[key] for p in grpo_phases if key in p]
         metrics[key] = sum(values) / len(values)
     return finish(loaded, Path(out_dir), metrics, curves, trainer)

@@ -2,12 +2,11 @@ import json
 
 import pytest
 import torch
-from training_data import make_dataset
+from rl_data import make_rl_dataset
 
-from medfoundry.data.records import IMAGES, RECORDS, Record, read_records, write_jsonl
+from medfoundry.data.records import read_records
 from medfoundry.models.loading import load_model
 from medfoundry.training import grpo, rewards
-from medfoundry.training.common import METRICS_FILE
 from medfoundry.training.grpo import rl_rows, run_grpo
 from medfoundry.training.qa import is_rl_holdout
 from medfoundry.training.rewards.base import completion_text
@@ -15,17 +14,7 @@ from medfoundry.training.rewards.base import completion_text
 
 @pytest.fixture(scope="module")
 def image_rl_dataset(tmp_path_factory):
-    """The tiny dataset plus four held-back RL items with images (two images, two questions each)."""
-    folder = make_dataset(tmp_path_factory.mktemp("rl-images"))
-    rows = list(read_records(folder))
-    for i, (image, question, answer) in enumerate([
-        ("chest.png", "Is there consolidation?", "yes"), ("chest.png", "Is the lung clear?", "no"),
-        ("head.png", "Is there hemorrhage?", "no"), ("head.png", "Is this a head CT?", "yes"),
-    ]):
-        rows.append(Record(id=f"img-{i}", source="test", kind="qa", question=question, answer=answer,
-                           image=f"{IMAGES}/{image}", split="holdout", meta={"holdout_use": "rl"}))
-    write_jsonl(folder / RECORDS, rows)
-    return folder
+    return make_rl_dataset(tmp_path_factory.mktemp("rl-images"))
 
 
 def test_rl_rows_are_the_rl_half_of_the_holdout_with_images_and_rubrics(tiny_dataset, image_rl_dataset):
@@ -70,12 +59,7 @@ def test_wiring_grpo_images_reach_vision_tower(tiny_profile, image_rl_dataset, b
     rl = tiny_profile.rl.model_copy(update={
         "rewards": {"wiring_length": 1.0}, "max_steps": 1, "batch_size": 2, "learning_rate": 1e-2, "phases": []})
     profile = tiny_profile.model_copy(update={"rl": rl})
-    dataset = image_rl_dataset
-    # keep only the image rows: every group sees pixels
-    rows = [r for r in read_records(dataset) if not (r.split == "holdout" and r.id.startswith("hold-"))]
-    only_images = dataset.parent / "only-images"
-    make_dataset(only_images)
-    write_jsonl(only_images / RECORDS, rows)
+    only_images = make_rl_dataset(tmp_path / "only-images", text_items=False)  # every group sees pixels
     out = tmp_path / "rl"
     metrics = run_grpo(profile, only_images, base_model_dir, out)
     assert metrics["rows_with_image"] == 4 and metrics["steps"] == 1
