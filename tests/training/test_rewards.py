@@ -219,3 +219,44 @@ def test_rubrics_on_shared_benchmark_items():
     assert sum(1 for r in rubrics if r) / len(rubrics) >= 0.8
     from_tree = sum(1 for r in rubrics if any(item["source"].startswith("tree:") for item in r)) / len(rubrics)
     print(f"rubric coverage {sum(1 for r in rubrics if r) / len(rubrics):.2f}, with a tree fact {from_tree:.2f}")
+
+
+def test_rubric_judge_contract_cpu_safe():
+    """The judge's request/response contract against a local OpenAI-compatible endpoint that answers with fixed
+    replies (a served judge model is not part of the tests)."""
+    import http.server
+    import threading
+
+    from medfoundry.training.rewards.rubric import Rubric, RubricJudge
+
+    replies = iter(["Satisfied: [1, 3]", "I think the answer is good."])
+    requests = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's naming
+            requests.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
+            body = json.dumps({"choices": [{"message": {"role": "assistant", "content": next(replies)}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        judge = RubricJudge(f"http://127.0.0.1:{server.server_port}/v1", "judge-model")
+        items = [{"keywords": ["metformin"], "weight": 2.0, "match": "any"},
+                 {"keywords": ["renal", "function"], "weight": 1.0, "match": "all"},
+                 {"keywords": ["lactic acidosis"], "weight": 1.0, "match": "any"}]
+        assert Rubric(judge)(["Metformin."], rubric=[items]) == [0.75]  # items 1 and 3: (2 + 1) / 4
+        path, body = requests[0]
+        assert path == "/v1/chat/completions" and body["model"] == "judge-model" and body["temperature"] == 0
+        assert "2. mentions renal and function" in body["messages"][1]["content"]
+        with pytest.raises(ValueError, match="JSON list"):
+            Rubric(judge)(["Metformin."], rubric=[items])
+    finally:
+        server.shutdown()
