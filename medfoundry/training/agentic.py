@@ -112,3 +112,50 @@ def task_records(tasks: list[ToolTask], holdout_use: str = "rl") -> list[Record]
         )
         for t in tasks
     ]
+
+
+# ---- a plain-text tool protocol for chat templates without tool support (SmolLM2's ChatML) -----------------------
+# TRL's tool loop needs a chat template that renders tool schemas and a response parser for the model family;
+# SmolLM2-135M-Instruct's template has neither, so the agentic benchmark uses this protocol instead.
+TOOL_CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.S)
+
+
+def tool_system_prompt(tools: list[str]) -> str:
+    import inspect
+
+    lines = [f"- {name}({', '.join(inspect.signature(TOOLS[name]).parameters)})" for name in tools]
+    return ("You are a clinical assistant with tools:\n" + "\n".join(lines) + "\nCall one tool as "
+            '<tool_call>{"name": ..., "arguments": {...}}</tool_call>. After its result, reply <answer>...</answer>.')
+
+
+NO_TOOL_SYSTEM = "You are a clinical assistant. Reply with the final answer as <answer>...</answer>."
+
+
+def tool_call_text(task: ToolTask) -> str:
+    import json
+
+    return f"<tool_call>{json.dumps({'name': task.tool, 'arguments': task.arguments})}</tool_call>"
+
+
+def run_tool_call(text: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(the parsed call, the tool's result or an error string) for the first <tool_call> in `text`; (None, None)
+    without a call."""
+    import json
+
+    match = TOOL_CALL.search(text)
+    if match is None:
+        return None, None
+    try:
+        call = json.loads(match.group(1))
+        return call, TOOLS[call["name"]](**call.get("arguments", {}))
+    except (ValueError, KeyError, TypeError) as err:  # bad JSON, unknown tool, bad arguments
+        return None, f"error: {err}"
+
+
+def answer_from_result(task: ToolTask, result: str) -> str:
+    """The final answer a trace built from a tool result gives (the SFT target of the answer turn)."""
+    first = result.splitlines()[0]
+    if task.answer_type == "number":
+        value = parse_number(first)
+        return f"{value:g}" if value is not None else first
+    return first.split(":")[0].strip()
