@@ -28,6 +28,9 @@ class TrackingConfig(Section):
     uri: str = ""
     experiment: str = "medical-mllm-recipe"
     registered_model: str = "medfoundry-medvlm"
+    # The object store behind the tracking server's artifact proxy (its `--artifacts-destination`; the chart's is
+    # s3://<s3.buckets.mlflow>): promotion maps `mlflow-artifacts:` model locations under it for KServe.
+    artifacts_destination: str = ""
 
 
 class DataConfig(Section):

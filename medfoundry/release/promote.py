@@ -18,7 +18,12 @@ from medfoundry.config import Profile
 from medfoundry.release import registry
 from medfoundry.release.gates import GateDecision, evaluate_gate
 from medfoundry.release.gitops import GitOpsError, GitOpsRepo
-from medfoundry.release.manifests import MODEL_NAME, MODEL_VERSION, render_inference_service
+from medfoundry.release.manifests import (
+    MODEL_NAME,
+    MODEL_VERSION,
+    model_storage_uri,
+    render_inference_service,
+)
 from medfoundry.workspace import Workspace
 
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -131,13 +136,14 @@ def promote_model(
         )
     gate_label = "passed" if decision is not None else "passed (pipeline gate step)"
 
+    storage_uri = model_storage_uri(info, profile)
     repo = open_repo(profile)
     previous_champion = registry.version_by_alias(name, registry.CHAMPION)
     with repo.locked():
         repo.sync()
         existing = repo.read_manifest(env)
         previous_version = _served_version(existing, name)
-        manifest = render_inference_service(info, env, profile.gitops, gate_label, existing)
+        manifest = render_inference_service(info, env, profile.gitops, gate_label, existing, storage_uri)
         commit = None
         pushed = False
         if manifest != existing:
