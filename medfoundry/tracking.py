@@ -126,6 +126,33 @@ def log_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return numeric
 
 
+def log_dataset_input(dataset_dir: Any, context: str, name: str = "curated", run_id: str | None = None) -> str | None:
+    """Log a medfoundry dataset folder as an MLflow dataset input of the (active) run, with its manifest's content
+    hash as the digest; returns the digest, or None when the folder has no content hash (nothing is logged)."""
+    from pathlib import Path
+
+    import mlflow
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    from medfoundry.data.records import read_manifest
+
+    manifest = read_manifest(Path(dataset_dir))
+    digest = manifest.get("content_hash")
+    if not digest:
+        return None
+    dataset = Dataset(
+        name=name,
+        digest=str(digest),
+        source_type="local",
+        source=json.dumps({"uri": Path(dataset_dir).resolve().as_uri()}),
+        profile=json.dumps({k: v for k, v in manifest.items() if isinstance(v, int | float | str) and k != "content_hash"}),
+    )
+    run_id = run_id or mlflow.active_run().info.run_id
+    mlflow.MlflowClient().log_inputs(run_id, [DatasetInput(dataset, [InputTag(MLFLOW_DATASET_CONTEXT, context)])])
+    return str(digest)
+
+
 def _metric_name(key: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "_-./ " else "_" for ch in key)
 

@@ -88,7 +88,7 @@ def render_inference_service(
     model = manifest.setdefault("spec", {}).setdefault("predictor", {}).setdefault("model", {})
     model.setdefault("modelFormat", {"name": MODEL_FORMAT})
     model.setdefault("runtime", gitops.runtime)
-    model["storageUri"] = storage_uri(info.source)
+    model["storageUri"] = storage_uri(info.artifact_uri or info.source)
     return manifest
 
 
