@@ -42,6 +42,8 @@ class EvalSettings:
     seed: int = 0
     exclude_contaminated: bool = False
     protocol: str = "generative"  # generative | loglikelihood (medfoundry.evaluation.loglikelihood)
+    split: str | None = None  # train | dev | test: which files of a benchmark folder (None: the folder's only split)
+    cop_base: int | None = None  # MedMCQA's cop convention when a file cannot tell (0: HF export, 1: original)
 
 
 @dataclass
@@ -85,12 +87,17 @@ def _item_entity_text(item: EvalItem) -> str:
     return f"{item.question}\n{answer}"
 
 
-def load_benchmark(name: str, data: Path, limit: int | None = None) -> BenchmarkRun:
-    bench = get_benchmark(name)
+def load_benchmark(
+    name: str, data: Path, limit: int | None = None, split: str | None = None, **options: Any
+) -> BenchmarkRun:
+    bench = get_benchmark(name, split, **options)
     items, skipped = bench.load(Path(data), limit)
     for row in skipped:
         log.warning("%s: skipped %s:%s: %s", name, row.file, row.line, row.reason)
     return BenchmarkRun(bench, items, skipped, str(data))
+
+
+OPEN_TASKS = ("short_answer", "long_answer", "report")
 
 
 def run_items(
@@ -100,6 +107,7 @@ def run_items(
     settings: EvalSettings,
     annotator: ItemAnnotator | None = None,
     progress: Callable[[int], None] | None = None,
+    judge: Any = None,
 ) -> dict[str, Any]:
     """Evaluate one benchmark's items; writes <out>/<name>/results.json and predictions.parquet, returns results."""
     import pandas as pd
@@ -115,9 +123,13 @@ def run_items(
         rows = _loglikelihood_rows(name, items, backend, annotator, contaminated, checked, progress)
     else:
         rows = _generative_rows(run, items, backend, settings, annotator, contaminated, checked, progress)
+        if judge is not None:
+            _judge_open_answers(judge, items, rows)
     elapsed = time.perf_counter() - started
     frame = pd.DataFrame(rows, columns=_COLUMNS)
     results = summarize(run, frame, settings, contaminated if checked else None, backend.description, elapsed)
+    if judge is not None:
+        results["judge"] = _judge_summary(judge, frame)
     bench_dir = Path(out_dir) / name
     bench_dir.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(bench_dir / PREDICTIONS, index=False)
@@ -153,6 +165,37 @@ def _loglikelihood_rows(name, items, backend, annotator, contaminated, checked, 
     if progress:
         progress(len(items))
     return rows
+
+
+def _judge_open_answers(judge: Any, items: list[EvalItem], rows: list[dict[str, Any]]) -> None:
+    """Add `judge_correct` (and exact match, for the agreement) to the rows of open-answer items that have an answer."""
+    from medfoundry.evaluation.judge import JudgeCase
+    from medfoundry.evaluation.metrics import exact_match
+
+    picked = [i for i, (it, row) in enumerate(zip(items, rows, strict=True)) if it.task in OPEN_TASKS and row["extracted"]]
+    cases = [JudgeCase(items[i].question, items[i].answer, rows[i]["extracted"]) for i in picked]
+    for i, verdict in zip(picked, judge.grade(cases) if cases else [], strict=True):
+        metrics = json.loads(rows[i]["metrics"])
+        metrics.setdefault("exact_match", exact_match(rows[i]["extracted"], items[i].answer))
+        if verdict is not None:
+            metrics["judge_correct"] = verdict
+        rows[i]["metrics"] = json.dumps(metrics, sort_keys=True)
+
+
+def _judge_summary(judge: Any, frame) -> dict[str, Any]:
+    pairs = [
+        (m["judge_correct"], m["exact_match"])
+        for m in map(json.loads, frame["metrics"])
+        if "judge_correct" in m and "exact_match" in m
+    ]
+    judged = [json.loads(m) for m in frame["metrics"]]
+    return {
+        "judge": judge.description,
+        "n_judged": len(pairs),
+        "n_unjudged": sum("exact_match" in m and "judge_correct" not in m for m in judged),
+        "accuracy": sum(j for j, _ in pairs) / len(pairs) if pairs else None,
+        "agreement_with_exact_match": sum(j == e for j, e in pairs) / len(pairs) if pairs else None,
+    }
 
 
 def _generative_rows(run, items, backend, settings, annotator, contaminated, checked, progress) -> list[dict[str, Any]]:
@@ -293,6 +336,7 @@ def evaluate(
     annotator: ItemAnnotator | None = None,
     extra_runs: Sequence[BenchmarkRun] = (),
     show_progress: bool = False,
+    judge: Any = None,
 ) -> dict[str, Any]:
     """Evaluate `benchmarks` (names) whose data sits under `data` (a root folder, or per-benchmark paths), plus
     already-loaded `extra_runs`. A benchmark without data is skipped with the reason; returns the summary."""
@@ -307,7 +351,7 @@ def evaluate(
             missing[name] = "no data path given (eval.data_dir or --data)"
             continue
         try:
-            runs.append(load_benchmark(name, Path(path), settings.limit))
+            runs.append(load_benchmark(name, Path(path), settings.limit, settings.split, cop_base=settings.cop_base))
         except BenchmarkDataMissing as err:
             log.warning("skipping benchmark %s: %s", name, err)
             missing[name] = str(err)
@@ -321,7 +365,7 @@ def evaluate(
             task = bar.add_task(name, total=len(run.items)) if bar else None
             advance = (lambda k, task=task: bar.advance(task, k)) if bar else None
             try:
-                results[name] = run_items(run, backend, out_dir, settings, annotator, advance)
+                results[name] = run_items(run, backend, out_dir, settings, annotator, advance, judge)
             except ProtocolError as err:
                 log.warning("skipping benchmark %s: %s", name, err)
                 missing[name] = str(err)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 
@@ -202,3 +203,23 @@ def test_champion_moves_only_for_prod_and_a_paired_drop_is_refused(profile, mode
     assert promote_model(profile, NAME, equal.version, "dev").promoted
     assert registry.version_by_alias(NAME, "dev").version == equal.version
     assert registry.version_by_alias(NAME, "champion").version == v1.version
+
+
+def test_curated_dataset_is_a_dataset_input_with_its_content_hash(profile, tmp_path):
+    import mlflow
+
+    from medfoundry import tracking
+    from medfoundry.data.records import write_manifest
+
+    dataset = tmp_path / "curated"
+    dataset.mkdir()
+    (dataset / "records.jsonl").write_text('{"id": "r1"}\n')
+    write_manifest(dataset, records=1)
+    content_hash = json.loads((dataset / "manifest.json").read_text())["content_hash"]
+    with mlflow.start_run() as run:
+        digest = tracking.log_dataset_input(dataset, context="training")
+    (logged,) = mlflow.get_run(run.info.run_id).inputs.dataset_inputs
+    assert logged.dataset.digest == digest == content_hash[:36] and logged.dataset.name == "curated"
+    tags = {t.key: t.value for t in logged.tags}
+    assert tags == {"mlflow.data.context": "training", "medfoundry.content_hash": content_hash}
+    assert tracking.log_dataset_input(tmp_path, context="training") is None  # no manifest: nothing to claim
