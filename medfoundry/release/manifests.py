@@ -103,7 +103,7 @@ def render_inference_service(
     model = manifest.setdefault("spec", {}).setdefault("predictor", {}).setdefault("model", {})
     model.setdefault("modelFormat", {"name": MODEL_FORMAT})
     model.setdefault("runtime", gitops.runtime)
-    model["storageUri"] = storage_uri or info.source
+    model["storageUri"] = storage_uri or info.artifact_uri or info.source
     return manifest
 
 
