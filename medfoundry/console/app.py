@@ -138,6 +138,10 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
     async def healthz():
         return "ok"
 
+    @app.get("/favicon.ico")
+    async def favicon():
+        return Response(status_code=204)
+
     @app.get("/")
     async def home():
         return RedirectResponse("/runs", status_code=303)
@@ -270,7 +274,7 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
         need(request, "viewer")
         versions = data_service.dataset_versions()
         chosen = run or (versions[0].run_id if versions else "")
-        report = data_service.coverage_report(chosen) if chosen else {"coverage": {}, "plots": []}
+        report = data_service.coverage_report(chosen) if chosen else {"coverage": {}, "rarity_coverage": {}, "plots": []}
         return render(request, "data.html", {"versions": versions, "chosen": chosen, "report": report})
 
     @app.get("/artifacts/{run_id}/{path:path}")

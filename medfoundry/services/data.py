@@ -42,7 +42,7 @@ def dataset_versions(limit: int = 50) -> list[DatasetVersion]:
     )
     versions = []
     for run in found:
-        metrics, params, tags = run.data.metrics, run.data.params, run.data.tags
+        metrics, tags = run.data.metrics, run.data.tags
         versions.append(
             DatasetVersion(
                 run_id=run.info.run_id,
@@ -52,15 +52,15 @@ def dataset_versions(limit: int = 50) -> list[DatasetVersion]:
                 removed=_prefixed(metrics, "removed/"),
                 quarantined=_prefixed(metrics, "quarantined/"),
                 coverage=_prefixed(metrics, "coverage/"),
-                dataset_hash=tags.get("dataset_hash", params.get("dataset_hash", "")),
-                dataset_uri=tags.get("dataset_uri", params.get("dataset_uri", "")),
+                dataset_hash=tags.get("medfoundry.dataset_hash", ""),
+                dataset_uri=tags.get("medfoundry.dataset_uri", ""),
             )
         )
     return versions
 
 
 def coverage_report(run_id: str) -> dict[str, Any]:
-    """The curate stage's coverage.json and the names of its plot images."""
+    """The curate stage's coverage.json, coverage per rarity class, and the names of its plot images."""
     import mlflow.artifacts
     from mlflow import MlflowClient
 
@@ -71,7 +71,11 @@ def coverage_report(run_id: str) -> dict[str, Any]:
         coverage = json.loads(text)
     except Exception:  # noqa: BLE001 - a run from before coverage was logged
         coverage = {}
-    return {"coverage": coverage, "plots": plots}
+    rarity = {
+        str(k): float(v.get("coverage", 0.0)) for k, v in sorted((coverage.get("by_rarity") or {}).items())
+        if isinstance(v, dict)
+    }
+    return {"coverage": coverage, "rarity_coverage": rarity, "plots": plots}
 
 
 def _walk(client: Any, run_id: str, path: str, depth: int = 0) -> list[Any]:

@@ -18,9 +18,16 @@ def list_versions(name: str | None = None, max_results: int = 1000) -> list[regi
     """Every registered version (of one model, or all), newest first, in one registry query."""
     from mlflow import MlflowClient
 
+    client = MlflowClient()
     filter_string = f"name = '{name}'" if name else ""
-    found = MlflowClient().search_model_versions(filter_string, max_results=max_results)
-    infos = [registry._info(mv) for mv in found]
+    infos = [registry._info(mv) for mv in client.search_model_versions(filter_string, max_results=max_results)]
+    # A version search leaves `aliases` empty; the registered models carry them (alias -> version).
+    aliases: dict[tuple[str, str], list[str]] = {}
+    for model in client.search_registered_models(filter_string, max_results=1000):
+        for alias, version in (model.aliases or {}).items():
+            aliases.setdefault((model.name, str(version)), []).append(alias)
+    for info in infos:
+        info.aliases = sorted(aliases.get((info.name, info.version), []))
     return sorted(infos, key=lambda i: (i.name, int(i.version)), reverse=True)
 
 

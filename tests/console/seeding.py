@@ -73,3 +73,28 @@ def write_run_records(workspace: Path, count: int) -> None:
             finished=started + 180 + i % 60, model_name="medfoundry-medvlm", model_version=str(i % 200 + 1),
             gate="passed" if i % 3 else "refused", error="" if i % 7 else "RuntimeError: stage sft failed",
         ).save(runs)
+
+
+def register_many(workspace: Path, count: int) -> None:
+    """`count` versions of the tiny profile's model with lineage and metric tags (no weights: the models page reads
+    only the registry), the newest three holding the candidate, champion and dev aliases."""
+    from mlflow import MlflowClient
+
+    from medfoundry import tracking
+    from medfoundry.release.registry import LINEAGE_PREFIX, METRIC_PREFIX
+
+    profile = tiny_profile(workspace)
+    tracking.configure(profile)
+    client = MlflowClient()
+    name = profile.tracking.registered_model
+    client.create_registered_model(name)
+    for i in range(count):
+        accuracy = 0.3 + 0.4 * i / count
+        tags = {
+            f"{LINEAGE_PREFIX}pipeline_run_id": f"seed-{i:04d}", f"{LINEAGE_PREFIX}git_sha": f"{i:040x}",
+            f"{LINEAGE_PREFIX}dataset_hash": f"{i:064x}", f"{METRIC_PREFIX}heldout/accuracy": repr(accuracy),
+            f"{METRIC_PREFIX}heldout/ci95_lo": repr(accuracy - 0.05), f"{METRIC_PREFIX}heldout/ci95_hi": repr(accuracy + 0.05),
+        }
+        client.create_model_version(name, source=f"s3://medfoundry-models/{name}/{i}", tags=tags)
+    for alias, version in (("candidate", count), ("champion", count - 1), ("dev", count - 1)):
+        client.set_registered_model_alias(name, alias, str(version))

@@ -126,7 +126,7 @@ def _page(browser, console, token: str):
     page.set_default_timeout(90_000)
     page.goto(console["url"] + "/login")
     page.fill("input[name=token]", token)
-    page.click("text=Sign in")
+    page.click("button:has-text('Sign in')")
     page.wait_for_url(re.compile(r".*/runs$"))
     return page
 
@@ -219,7 +219,8 @@ def test_promote_then_roll_back(playwright_browser, console):
     assert f"now serving v{v1}" in page.locator("#rollback-result").inner_text()
     _shot(page, "gitops")
     aliases = _aliases(home)
-    assert "champion" in aliases[v1] and "dev" in aliases[v1] and not aliases[v2]
+    assert "champion" in aliases[v1] and "dev" in aliases[v1]
+    assert aliases[v2] == ["candidate"]  # champion and dev moved back; candidate stays on the newest version
     log = _git_log(home)
     assert len(log) == commits_before + 2
     assert log[0].startswith(f"Roll back {MODEL} v{v2} in dev") and "Medfoundry-Actor: alice" in log[0]
@@ -305,4 +306,37 @@ def test_started_run_reaches_succeeded(playwright_browser, console):
     page.goto(console["url"] + "/data")
     assert page.locator("svg.plot").count() >= 1 and page.locator(".plots img").count() >= 1
     _shot(page, "data")
+    page.context.close()
+
+
+def test_cancel_a_running_run(playwright_browser, console):
+    page = _page(playwright_browser, console, OPERATOR_TOKEN)
+    page.goto(console["url"] + "/pipelines?pipeline=medical-data-curation&profile=tiny")
+    page.click("button:has-text('Start run')")
+    page.wait_for_url(re.compile(r".*/runs/\d{8}-\d{6}-[0-9a-f]{6}$"))
+    run_id = page.url.rsplit("/", 1)[1]
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("button:has-text('Cancel run')")
+    page.wait_for_selector("#run-state:text('CANCELLED')")
+    assert "cancelled by alice" in page.locator(".error").first.inner_text()
+    import json
+
+    pid = json.loads((console["home"] / "runs" / f"{run_id}.json").read_text())["pid"]
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)  # the run and its stage processes are gone
+    page.context.close()
+
+
+@pytest.mark.slow
+def test_full_recipe_from_the_form_registers_a_model(playwright_browser, console):
+    """The whole tiny recipe (about 3 min on an idle 2-core machine) started from the form, to a registered version."""
+    page = _page(playwright_browser, console, OPERATOR_TOKEN)
+    page.goto(console["url"] + "/pipelines?pipeline=medical-mllm-recipe&profile=tiny")
+    page.click("button:has-text('Start run')")
+    page.wait_for_url(re.compile(r".*/runs/\d{8}-\d{6}-[0-9a-f]{6}$"))
+    page.wait_for_selector("#run-state:text-matches('SUCCEEDED|FAILED|CANCELLED')", timeout=1_800_000)
+    assert page.locator("#run-state").inner_text() == "SUCCEEDED", page.locator("pre.log").inner_text()[-3000:]
+    assert re.search(r"register\s+FINISHED", page.locator(".timeline").inner_text())
+    page.click(f"a:has-text('{MODEL} v')")
+    assert page.locator("svg.plot circle").count() >= 1  # the held-out score with its interval
     page.context.close()
