@@ -13,13 +13,6 @@ def register(app: typer.Typer) -> None:
     app.command("console")(console_command)
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    from rich.console import Console
-
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
 def console_command(
     host: str = typer.Option(
         "127.0.0.1", "--host", help="Interface to bind. Loopback by default; 0.0.0.0 only behind auth (in a container)."
@@ -67,6 +60,7 @@ def console_command(
 
     import uvicorn
 
+    from medfoundry.cli import _fail
     from medfoundry.config import ProfileError
     from medfoundry.console.app import ConsoleSettings, create_app
     from medfoundry.console.auth import AuthConfigError, AuthSettings, TokenEntry, load_tokens

@@ -55,8 +55,8 @@ def interval_plot(rows: list[Interval], title: str, lo: float = 0.0, hi: float =
     bottom = PAD + len(rows) * ROW
     axis = (
         f'<line x1="{LABEL_W}" x2="{LABEL_W + PLOT_W}" y1="{bottom}" y2="{bottom}" class="axis"/>'
-        f'<text x="{LABEL_W}" y="{bottom + 14}" class="muted">{lo:g}</text>'
-        f'<text x="{LABEL_W + PLOT_W}" y="{bottom + 14}" text-anchor="end" class="muted">{hi:g}</text>'
+        f'<text x="{LABEL_W}" y="{bottom + 14}" class="muted">{lo:.3g}</text>'
+        f'<text x="{LABEL_W + PLOT_W}" y="{bottom + 14}" text-anchor="end" class="muted">{hi:.3g}</text>'
     )
     if zero_line and lo < 0 < hi:
         axis += f'<line x1="{x(0):.1f}" x2="{x(0):.1f}" y1="{PAD}" y2="{bottom}" class="zero"/>'

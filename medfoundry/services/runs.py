@@ -97,8 +97,11 @@ def start_run(
         from medfoundry.cluster.pipelines import submit_pipeline
 
         submitted = submit_pipeline(pipeline, resolved, host=kfp_host, experiment="medfoundry", namespace=None)
+        from medfoundry import tracking
+
         run = LocalRun(run_id=submitted.run_id, pipeline=pipeline, profile=resolved.name, workspace=str(workspace.root))
-        run.started_by, run.target = actor, kfp_host
+        # Stage runs carry the KFP run id (the pipeline's PIPELINE_JOB_ID placeholder) in the cluster's MLflow.
+        run.started_by, run.target, run.tracking_uri = actor, kfp_host, tracking.resolve_tracking_uri(resolved)
         run.save(workspace.runs)
         return run
     if resolved.cluster.mode != "local":
@@ -145,12 +148,32 @@ def get_run(workspace: Workspace, run_id: str) -> LocalRun:
     if not path.is_file():
         raise RunError(f"no run {run_id!r} in {workspace.runs}")
     run = LocalRun.load(path)
+    if run.status == "RUNNING" and run.target:
+        return _refresh_cluster_run(run, workspace)
     if run.status == "RUNNING" and run.pid and not _alive(run.pid):
         run = LocalRun.load(path)  # it may have written its result just now
         if run.status == "RUNNING":
             run.status, run.finished = "FAILED", time.time()
             run.error = run.error or "the run's process exited without a result (see the log)"
             run.save(workspace.runs)
+    return run
+
+
+# KFP v2 run states -> ours; anything else is still going.
+_KFP_STATES = {"SUCCEEDED": "SUCCEEDED", "FAILED": "FAILED", "CANCELED": "CANCELLED", "SKIPPED": "CANCELLED"}
+
+
+def _refresh_cluster_run(run: LocalRun, workspace: Workspace) -> LocalRun:
+    """A run on Kubeflow Pipelines: its state from the API (unreachable: shown as it was last known)."""
+    import kfp
+
+    try:
+        state = str(kfp.Client(host=run.target).get_run(run.run_id).state or "")
+    except Exception:  # noqa: BLE001 - the cluster may be unreachable from here; keep the last known state
+        return run
+    if state.upper() in _KFP_STATES:
+        run.status, run.finished = _KFP_STATES[state.upper()], time.time()
+        run.save(workspace.runs)
     return run
 
 
@@ -165,6 +188,13 @@ def cancel_run(workspace: Workspace, run_id: str, actor: str = "") -> LocalRun:
     run = get_run(workspace, run_id)
     if run.status in TERMINAL:
         raise RunError(f"run {run_id} has already ended ({run.status})")
+    if run.target:
+        import kfp
+
+        kfp.Client(host=run.target).terminate_run(run.run_id)
+        run.status, run.finished, run.error = "CANCELLED", time.time(), f"cancelled by {actor or 'a user'}"
+        run.save(workspace.runs)
+        return run
     if not run.pid:
         raise RunError(f"run {run_id} was not started from here: cancel it where it runs")
     try:
