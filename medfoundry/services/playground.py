@@ -81,16 +81,19 @@ def snippets(request: ChatRequest) -> dict[str, str]:
     model = request.model or "MODEL"
     content: Any = request.question
     if request.image:
+        mime = image_data_uri(request.image, request.image_name).split(";", 1)[0].removeprefix("data:")
         content = [
-            {"type": "image_url", "image_url": {"url": "data:image/png;base64,$(base64 -w0 IMAGE)"}},
+            {"type": "image_url", "image_url": {"url": f"data:{mime};base64,$(base64 -w0 IMAGE)"}},
             {"type": "text", "text": request.question},
         ]
     body = {"model": model, "messages": [{"role": "user", "content": content}], "stream": True, **request.sampling()}
-    curl = (
+    head = (
         f"curl -N {shlex.quote(base + '/chat/completions')} \\\n"
         '  -H "Authorization: Bearer $MEDFOUNDRY_API_KEY" -H "Content-Type: application/json" \\\n'
-        f"  -d {shlex.quote(json.dumps(body))}"
     )
+    # With an image the body goes through a here-document, so the shell fills in the file's base64.
+    payload = json.dumps(body).replace("$", "\\$").replace("\\$(base64", "$(base64")
+    curl = head + (f"  -d @- <<EOF\n{payload}\nEOF" if request.image else f"  -d {shlex.quote(json.dumps(body))}")
     image_line = ""
     user: str = f"{request.question!r}"
     if request.image:
