@@ -103,6 +103,6 @@ def test_wiring_grpo_with_tools_on_agentic_tasks(tiny_profile, tiny_dataset, bas
     assert metrics["agentic/kept"] >= 5 and metrics["tools/steps"] == 1
     assert metrics["reward_tool_use_applicable"] == 1.0 and metrics["reward_tool_use_mean"] == 0.0
     traces = [json.loads(line) for line in (tmp_path / TRACES_FILE).read_text().splitlines()]
-    assert len(traces) == metrics["rollouts"] == 2  # one group of two completions
+    assert len(traces) == metrics["tools/rollouts"] == 2  # one group of two completions
     assert all(t["phase"] == "tools" and t["id"].startswith("tool-") for t in traces)
     assert all(set(t["rewards"]) == {"exact_match", "tool_use", "safety"} for t in traces)
