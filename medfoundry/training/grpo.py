@@ -308,6 +308,14 @@ def run_grpo(profile: Profile, dataset_dir: Path, model_dir: str | Path, out_dir
         metrics["pool_composition"] = json.dumps(pool.composition, sort_keys=True)
         (Path(out_dir)).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / "prompt_pool.json").write_text(json.dumps(pool.measured, indent=1))
+        if profile.curation.feast:  # beside curation's features, in the workspace's store
+            from medfoundry.curation.features import publish_prompt_pass_rates
+            from medfoundry.workspace import Workspace
+
+            metrics["pool/feast_prompts"] = publish_prompt_pass_rates(
+                pool.measured, tuple(cfg.prompt_pool.pass_rate_band), cfg.prompt_pool.samples_per_prompt,
+                Workspace.resolve(profile.workspace).sub("feast"),
+            )
     trainer = None
     grpo_phases: list[dict[str, Any]] = []
     for phase in phases(cfg):
