@@ -70,6 +70,19 @@ def rl_row(record: Record, dataset_dir: Path | None = None, grounding: Grounding
     return row
 
 
+IMAGE_TOOLS = {"image_crop", "image_zoom", "image_rotate"}
+
+
+def with_image_path_in_prompt(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with its image's path named in the last user turn, so the policy can pass it to the image tools."""
+    if not row.get("image_path"):
+        return row
+    prompt = [dict(m) for m in row["prompt"]]
+    last = max(i for i, m in enumerate(prompt) if m["role"] == "user")
+    prompt[last]["content"] = f"{prompt[last]['content']}\n(Image file for the image tools: {row['image_path']})"
+    return {**row, "prompt": prompt}
+
+
 def rl_rows(dataset_dir: Path, grounding: GroundingIndex | None = None, images: bool = True) -> list[dict[str, Any]]:
     return [rl_row(r, dataset_dir, grounding, images) for r in read_records(dataset_dir) if is_qa(r) and is_rl_holdout(r)]
 
@@ -282,6 +295,16 @@ def run_grpo(profile: Profile, dataset_dir: Path, model_dir: str | Path, out_dir
         rows += [rl_row(r, None, grounding, False) for r in task_records(tasks)]
     if not rows:
         raise ValueError(f"{dataset_dir}: no held-back QA records for RL (split 'holdout', RL half)")
+    if "entity_lookup" in cfg.tools:
+        from medfoundry.training.tools.entities import use_entity_tree
+
+        grounding = grounding or grounding_index(profile)
+        use_entity_tree(grounding.tree)
+    if IMAGE_TOOLS & set(cfg.tools):
+        from medfoundry.training.tools.image import use_output_dir
+
+        use_output_dir(Path(out_dir) / "tool_images")
+        rows = [with_image_path_in_prompt(r) for r in rows]
     judge = RubricJudge(cfg.judge.endpoint, cfg.judge.model) if cfg.judge else None
     resources = RewardResources(grounding=grounding, judge=judge)
     loaded = load_model(model_dir, profile.model)

@@ -10,8 +10,10 @@ from medfoundry.training.rewards.tool_use import tool_use
 from medfoundry.training.tools import TOOLS, resolve_tools
 from medfoundry.training.tools.calculators import anion_gap, bmi, cha2ds2_vasc, egfr_ckd_epi_2021, qtc_bazett
 from medfoundry.training.tools.drugs import drug_lookup
+from medfoundry.training.tools.entities import entity_lookup, use_entity_tree
 from medfoundry.training.tools.hpo import hpo_search
 from medfoundry.training.tools.icd10 import icd10_lookup
+from medfoundry.training.tools.image import image_crop, image_rotate, image_zoom, use_output_dir
 
 
 def test_calculators_hand_checked_cpu_safe():
@@ -40,11 +42,75 @@ def test_lookups_cpu_safe():
     assert hpo_search("zzzz").startswith("no HPO term")
 
 
+def test_entity_lookup_reads_the_tree_cpu_safe():
+    from reward_fixture import VOCABULARY
+
+    from medfoundry.entities.tree import EntityTree
+
+    rows = [*VOCABULARY, {"id": "D:common", "name": "Common thing", "kind": "disease",
+                          "attributes": {"not_rare_reason": "prevalence: 1 in 20"}}]
+    use_entity_tree(EntityTree.from_rows(rows))
+    marfan = entity_lookup("marfan  SYNDROME").splitlines()  # by name, case and spacing ignored
+    assert marfan == ["D:marfan: Marfan syndrome", "kind: disease", "rarity: rare", "depth: 1",
+                      "parents: MET:disease Diseases", "children: 0"]  # under the tree's kind root
+    t2dm = entity_lookup("type 2 diabetes").splitlines()  # a synonym
+    assert t2dm[0] == "D:t2dm: Type 2 diabetes mellitus" and t2dm[2] == "rarity: not rare"
+    assert t2dm[3:5] == ["depth: 2", "parents: D:diabetes Diabetes mellitus"]
+    assert entity_lookup("D:diabetes").splitlines()[-1] == "children: 1: D:t2dm Type 2 diabetes mellitus"
+    abnormality = entity_lookup("P:abn").splitlines()[-1]
+    assert abnormality.startswith("children: 11: ") and abnormality.endswith("(+6 more)")
+    assert entity_lookup("D:common").splitlines()[2] == "rarity: not rare (prevalence: 1 in 20)"
+    assert entity_lookup("nonexistent disease") == "no entity 'nonexistent disease' in the tree"
+
+
+def test_image_tools_hand_checked_cpu_safe(tmp_path):
+    from PIL import Image
+
+    # 200x100: left half black, right half white; a single red marker pixel at (150, 10)
+    image = Image.new("RGB", (200, 100), (0, 0, 0))
+    image.paste((255, 255, 255), (100, 0, 200, 100))
+    image.putpixel((150, 10), (255, 0, 0))
+    source = tmp_path / "scan.png"
+    image.save(source)
+    use_output_dir(tmp_path / "out")
+
+    def opened(result: str) -> Image.Image:
+        return Image.open(result.split(" image at ")[1].split(";")[0])
+
+    white = image_crop(str(source), 100, 20, 140, 50)  # inside the white half
+    assert white.startswith("crop (100, 20, 140, 50): 40x30 image at ") and white.endswith("mean grey level 255.0")
+    half = image_crop(str(source), 50, 0, 150, 100)  # half black, half white: mean 127.5
+    assert half.endswith("mean grey level 127.5")
+    zoom = image_zoom(str(source), 195, 50, 4)  # 50x25 region pushed inside the right edge, enlarged to 200x100
+    assert zoom.startswith("zoom x4 of region (150, 38, 200, 63): 200x100 image at ")
+    assert zoom.endswith("mean grey level 255.0")
+    rotated = image_rotate(str(source), 90)  # counter-clockwise: (x, y) -> (y, width - 1 - x)
+    assert "rotate 90 degrees: 100x200 image" in rotated
+    assert opened(rotated).getpixel((10, 200 - 1 - 150)) == (255, 0, 0)
+    assert opened(image_rotate(str(source), 180)).getpixel((200 - 1 - 150, 100 - 1 - 10)) == (255, 0, 0)
+    tilted = opened(image_rotate(str(source), 45))  # canvas grows to ~212x212 (200 cos45 + 100 sin45)
+    assert 212 <= tilted.width == tilted.height <= 214  # Pillow rounds the expanded canvas up
+    mean = float(image_rotate(str(source), 45).rsplit(" ", 1)[1])
+    assert 50 < mean < 64  # the same ~10,000 white pixels over 214^2: 255 x 10000 / 45796 = 55.7
+    with pytest.raises(ValueError, match="not inside"):
+        image_crop(str(source), 150, 0, 250, 50)
+    with pytest.raises(ValueError, match="factor"):
+        image_zoom(str(source), 10, 10, 0.5)
+    with pytest.raises(ValueError, match="no image"):
+        image_rotate(str(tmp_path / "missing.png"), 90)
+    # the RL stage names the item's image file in the prompt so the policy can pass it to the tools
+    from medfoundry.training.grpo import with_image_path_in_prompt
+
+    row = {"prompt": [{"role": "system", "content": "s"}, {"role": "user", "content": "Q?"}], "image_path": str(source)}
+    assert with_image_path_in_prompt(row)["prompt"][1]["content"] == f"Q?\n(Image file for the image tools: {source})"
+    assert row["prompt"][1]["content"] == "Q?"  # the original row is left as it was
+
+
 def test_tools_have_json_schemas_for_trl_cpu_safe():
     from transformers.utils import get_json_schema
 
     assert {"egfr_ckd_epi_2021", "bmi", "cha2ds2_vasc", "qtc_bazett", "anion_gap", "icd10_lookup", "hpo_search",
-            "drug_lookup"} <= set(TOOLS)
+            "drug_lookup", "entity_lookup", "image_crop", "image_zoom", "image_rotate"} <= set(TOOLS)
     for name, fn in TOOLS.items():
         schema = get_json_schema(fn)
         assert schema["function"]["name"] == name and schema["function"]["parameters"]["required"]

@@ -1,5 +1,5 @@
-"""Tools a policy can call during GRPO (TRL `tools=[fn]`): clinical calculators and lookups over dictionaries shipped
-on PyPI, all with verifiable outputs.
+"""Tools a policy can call during GRPO (TRL `tools=[fn]`): clinical calculators, lookups over dictionaries shipped
+on PyPI and over the entity tree, and crop/zoom/rotate for image items, all with verifiable outputs.
 
 Each tool is a plain function with a Google-style docstring (TRL/transformers build the JSON schema from it) that
 returns a string. `profile.rl.tools` names them; the `tool_use` reward scores the decision trace and checks that the
@@ -12,12 +12,15 @@ from collections.abc import Callable
 
 from medfoundry.training.tools.calculators import anion_gap, bmi, cha2ds2_vasc, egfr_ckd_epi_2021, qtc_bazett
 from medfoundry.training.tools.drugs import drug_lookup
+from medfoundry.training.tools.entities import entity_lookup
 from medfoundry.training.tools.hpo import hpo_search
 from medfoundry.training.tools.icd10 import icd10_lookup
+from medfoundry.training.tools.image import image_crop, image_rotate, image_zoom
 
 TOOLS: dict[str, Callable[..., str]] = {
     fn.__name__: fn
-    for fn in (icd10_lookup, drug_lookup, hpo_search, egfr_ckd_epi_2021, bmi, cha2ds2_vasc, qtc_bazett, anion_gap)
+    for fn in (icd10_lookup, drug_lookup, hpo_search, entity_lookup, egfr_ckd_epi_2021, bmi, cha2ds2_vasc,
+               qtc_bazett, anion_gap, image_crop, image_zoom, image_rotate)
 }
 
 
