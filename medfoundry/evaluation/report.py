@@ -182,8 +182,41 @@ def render_report(summary: dict[str, Any], comparison: dict[str, Any] | None = N
     ]
     parts.append("<h2>Unparseable outputs (examples)</h2>")
     parts.append(_table(["benchmark", "id", "output", "error"], examples) if examples else "<p>None.</p>")
+    parts.append(rl_traces_section(summary))
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+TRACES_SHOWN = 30
+
+
+def rl_traces_section(summary: dict[str, Any]) -> str:
+    """The evaluated policy's GRPO rollouts (rl_traces.jsonl beside an in-process model): tool calls with their
+    arguments, the tools' results, the final answer and each reward component; empty when there are none."""
+    source = str(summary.get("backend", ""))
+    path = Path(source[3:]) / "rl_traces.jsonl" if source.startswith("hf:") else None
+    if path is None or not path.is_file():
+        return ""
+    traces = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows, with_calls = [], 0
+    for trace in traces:
+        messages = trace["completion"] if isinstance(trace["completion"], list) else [
+            {"role": "assistant", "content": trace["completion"]}]
+        calls = [f"{c['function']['name']}({json.dumps(c['function'].get('arguments', {}), sort_keys=True)})"
+                 for m in messages for c in m.get("tool_calls") or []]
+        results = [f"{m.get('name', '')}: {m.get('content', '')}" for m in messages if m.get("role") == "tool"]
+        with_calls += bool(calls)
+        answer = next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "assistant"), "")
+        rewards = ", ".join(f"{k} {_fmt(v, 2)}" for k, v in sorted(trace.get("rewards", {}).items()))
+        rows.append([trace.get("phase", ""), trace.get("id", ""), "; ".join(calls) or "–",
+                     "; ".join(r[:200] for r in results) or "–", answer[:200], rewards])
+    return "\n".join([
+        "<h2>Agentic traces (RL rollouts)</h2>",
+        f"<p>{len(traces)} rollouts in <code>{html.escape(str(path))}</code>, {with_calls} with tool calls; "
+        f"the first {min(len(rows), TRACES_SHOWN)} shown.</p>",
+        _table(["phase", "prompt id", "tool calls (arguments)", "tool results", "final answer", "rewards"],
+               rows[:TRACES_SHOWN]),
+    ])
 
 
 def render_comparison(comparison: dict[str, Any]) -> str:

@@ -172,3 +172,26 @@ def test_wiring_grpo_with_tools_on_agentic_tasks(tiny_profile, tiny_dataset, bas
     assert len(traces) == metrics["tools/rollouts"] == 2  # one group of two completions
     assert all(t["phase"] == "tools" and t["id"].startswith("tool-") for t in traces)
     assert all(set(t["rewards"]) == {"exact_match", "tool_use", "safety"} for t in traces)
+    from medfoundry.evaluation.report import rl_traces_section
+
+    assert "2 rollouts" in rl_traces_section({"backend": f"hf:{tmp_path}"})  # the evaluation report shows them
+
+
+def test_evaluation_report_shows_agentic_traces_cpu_safe(tmp_path):
+    from medfoundry.evaluation.report import render_report, rl_traces_section
+
+    call = [{"role": "assistant", "content": "", "tool_calls": [_call("bmi", weight_kg=70, height_cm=175)]},
+            {"role": "tool", "name": "bmi", "content": bmi(70, 175)},
+            {"role": "assistant", "content": "<answer>22.9</answer>"}]
+    traces = [{"phase": "tools", "id": "tool-1", "completion": call, "rewards": {"tool_use": 1.0, "safety": 1.0}},
+              {"phase": "tools", "id": "tool-2", "completion": "<answer>25</answer>", "rewards": {"tool_use": 0.0}}]
+    (tmp_path / "rl_traces.jsonl").write_text("".join(json.dumps(t) + "\n" for t in traces))
+    section = rl_traces_section({"backend": f"hf:{tmp_path}"})
+    assert "2 rollouts" in section and "1 with tool calls" in section
+    assert "bmi({&quot;height_cm&quot;: 175, &quot;weight_kg&quot;: 70})" in section  # the call and its arguments
+    assert "bmi: 22.9 kg/m2" in section and "&lt;answer&gt;22.9&lt;/answer&gt;" in section  # result, answer
+    assert "tool_use 1.00" in section and "tool_use 0.00" in section
+    assert rl_traces_section({"backend": f"hf:{tmp_path / 'other'}"}) == ""  # no traces, no section
+    assert rl_traces_section({"backend": "openai:m@http://x"}) == ""
+    summary = {"backend": f"hf:{tmp_path}", "benchmarks": {}, "missing": {}, "settings": {}}
+    assert section in render_report(summary)
