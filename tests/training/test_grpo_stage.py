@@ -2,12 +2,15 @@
 component lands in the stage's metrics, with rubric coverage, the prompt pool, zero-variance groups, KL and
 entropy."""
 
+import json
+
 import pytest
 from reward_fixture import VOCABULARY
 from rl_data import make_rl_dataset
 
 from medfoundry import tracking
 from medfoundry.config import load_profile
+from medfoundry.curation.features import lookup_prompt_pass_rates
 from medfoundry.entities.tree import EntityTree, cache_key
 from medfoundry.pipeline import stages
 from medfoundry.workspace import Workspace
@@ -44,6 +47,12 @@ def test_rl_stage_logs_every_reward_component(workspace, rl_dataset, base_model_
         assert logged[f"reward_{name}_applicable"] == 1.0 and f"reward_{name}_mean" in logged
     assert logged["rubric_coverage"] >= 0.8 and logged["rows_with_image"] == 4
     assert logged["pool/candidates"] == 8 and logged["pool/kept"] + logged["pool/too_easy"] + logged["pool/too_hard"] == 8
+    # every candidate's pass rate and band, read back through Feast from the workspace's store
+    measured = json.loads((out / "prompt_pool.json").read_text())
+    stored = lookup_prompt_pass_rates([m["id"] for m in measured], Workspace.resolve(profile.workspace).sub("feast"))
+    assert logged["pool/feast_prompts"] == len(measured) == 8
+    assert [s["pass_rate"] for s in stored] == pytest.approx([m["pass_rate"] for m in measured])
+    assert [s["in_band"] for s in stored] == [int(m["in_band"]) for m in measured]
     assert "alignment/kl_mean" in logged and "alignment/entropy_mean" in logged
     assert logged["groups"] == 2 and 0 <= logged["zero_variance_groups"] <= 2  # 1 step of batch_size 2 groups
     assert logged["alignment/steps"] == 1
