@@ -9,8 +9,10 @@ For each model, in one run:
   sequential     `medfoundry serve` (a real process on 127.0.0.1), one streaming request at a time
   c8             concurrency 8                           (throughput vs sequential: the continuous-batching gain)
   c16            concurrency 16                          (must finish with 0 unintended errors)
+The three HTTP phases take turns in --phase-rounds short rounds, so load from other processes falls on all alike.
 Every request streams (SSE) so the client measures time to first token (TTFT) and inter-token latency (ITL, the gap
-between content chunks) per phase; the server's own histograms are on /metrics. Every 4th request carries a PNG:
+between content chunks as they arrive) per phase; the server's own per-token histograms (/metrics) give the same
+figures per phase, read as the upper bound of the bucket that holds the quantile. Every 4th request carries a PNG:
 a text-only model must refuse it with 400 `unsupported_image` (an intended error, counted apart). The load average
 is recorded around each phase: on a shared machine the figures move with it. Results: JSON (--out), markdown on
 stdout; exit status 1 when a target is missed (ours/generate >= 1.0, c8/sequential >= 4, 0 unintended errors).
@@ -217,45 +219,112 @@ async def run_phase(url: str, requests: int, concurrency: int, max_tokens: int, 
                 errors[type(err).__name__] = errors.get(type(err).__name__, 0) + 1
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    load = [os.getloadavg()[0]]
     async with httpx.AsyncClient(timeout=600, limits=limits, headers={"Authorization": f"Bearer {KEY}"}) as client:
         started = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    load.append(os.getloadavg()[0])
+    return {"requests": requests, "seconds": elapsed, "tokens": tokens, "latencies": latencies,
+            "first_token": first_token, "gaps": gaps, "errors": errors, "refused_images": refused_images}
+
+
+def summarize(rounds: list[dict], concurrency: int, load: list[float]) -> dict:
+    """One phase's figures over its interleaved rounds."""
+    def joined(key: str) -> list[float]:
+        return [v for r in rounds for v in r[key]]
+
+    seconds = sum(r["seconds"] for r in rounds)
+    errors: dict[str, int] = {}
+    for r in rounds:
+        for kind, n in r["errors"].items():
+            errors[kind] = errors.get(kind, 0) + n
     return {
-        "requests": requests,
+        "requests": sum(r["requests"] for r in rounds),
         "concurrency": concurrency,
         "errors": sum(errors.values()),
         "error_kinds": errors,
-        "refused_images": refused_images,
-        "seconds": round(elapsed, 2),
-        "requests_per_s": round(len(latencies) / elapsed, 2),
-        "completion_tokens_per_s": round(tokens / elapsed, 2),
-        "latency_p50_ms": pct(latencies, 0.5),
-        "latency_p99_ms": pct(latencies, 0.99),
-        "ttft_p50_ms": pct(first_token, 0.5),
-        "ttft_p99_ms": pct(first_token, 0.99),
-        "itl_p50_ms": pct(gaps, 0.5),
-        "itl_p99_ms": pct(gaps, 0.99),
-        "load_avg_1m": load,
+        "refused_images": sum(r["refused_images"] for r in rounds),
+        "seconds": round(seconds, 2),
+        "requests_per_s": round(len(joined("latencies")) / seconds, 2),
+        "completion_tokens_per_s": round(sum(r["tokens"] for r in rounds) / seconds, 2),
+        "latency_p50_ms": pct(joined("latencies"), 0.5),
+        "latency_p99_ms": pct(joined("latencies"), 0.99),
+        "ttft_p50_ms": pct(joined("first_token"), 0.5),
+        "ttft_p99_ms": pct(joined("first_token"), 0.99),
+        "itl_p50_ms": pct(joined("gaps"), 0.5),
+        "itl_p99_ms": pct(joined("gaps"), 0.99),
+        "load_avg_1m": [round(min(load), 1), round(max(load), 1)],
     }
 
 
+SERVER_HISTOGRAMS = {"ttft": "medfoundry_serving_time_to_first_token_seconds",
+                     "itl": "medfoundry_serving_inter_token_latency_seconds"}
+
+
+def server_buckets(url: str) -> dict[str, dict[float, float]]:
+    """Cumulative bucket counts of the server's TTFT and ITL histograms (GET /metrics)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(url + "/metrics", timeout=30).text
+    buckets: dict[str, dict[float, float]] = {key: {} for key in SERVER_HISTOGRAMS}
+    for family in text_string_to_metric_families(text):
+        for key, name in SERVER_HISTOGRAMS.items():
+            if family.name == name:
+                for sample in family.samples:
+                    if sample.name.endswith("_bucket"):
+                        buckets[key][float(sample.labels["le"])] = sample.value
+    return buckets
+
+
+def bucket_growth(before: dict, after: dict, into: dict) -> None:
+    for key in SERVER_HISTOGRAMS:
+        for bound, count in after[key].items():
+            into.setdefault(key, {})
+            into[key][bound] = into[key].get(bound, 0.0) + count - before[key].get(bound, 0.0)
+
+
+def server_quantiles(growth: dict) -> dict:
+    """p50/p99 of one phase from the histograms' growth: the upper bound of the bucket holding the quantile (ms)."""
+    out = {}
+    for key in SERVER_HISTOGRAMS:
+        bounds = sorted(growth.get(key, {}))
+        counts = [growth[key][b] for b in bounds]
+        total = counts[-1] if counts else 0
+        for q in (0.5, 0.99):
+            bound = next((b for b, c in zip(bounds, counts, strict=True) if total and c >= q * total), None)
+            out[f"server_{key}_p{int(q * 100)}_ms"] = None if bound is None else (
+                "inf" if bound == float("inf") else round(bound * 1000, 1))
+    return out
+
+
 def bench_model(label: str, model: str, args: argparse.Namespace, workdir: Path, image: str) -> dict:
-    sequential, c8, c16 = PHASE_REQUESTS[TINY if label == TINY else "real"]
+    sequential, c8, c16 = (max(args.phase_rounds, round(n * args.scale))
+                           for n in PHASE_REQUESTS[TINY if label == TINY else "real"])
     result: dict = {"model": model, "single_stream": single_stream(model, args.threads, args.max_tokens, args.rounds)}
     print(f"[{label}] single stream: {result['single_stream']}", flush=True)
     server = Server(model, 8, 64, args.max_tokens, args.threads, workdir / f"serve-{label}.log")
-    phases: dict = {}
+    plan = (("sequential", sequential, 1), ("c8", c8, 8), ("c16", c16, 16))
+    raw: dict[str, list[dict]] = {name: [] for name, _, _ in plan}
+    growth: dict[str, dict] = {name: {} for name, _, _ in plan}
+    load: dict[str, list[float]] = {name: [] for name, _, _ in plan}
     try:
         server.wait_ready()
-        for name, requests, concurrency in (("sequential", sequential, 1), ("c8", c8, 8), ("c16", c16, 16)):
-            asyncio.run(run_phase(server.url, min(concurrency, 8), min(concurrency, 8), args.max_tokens, image))  # warm-up
-            phases[name] = asyncio.run(run_phase(server.url, requests, concurrency, args.max_tokens, image))
-            print(f"[{label}] {name}: {phases[name]}", flush=True)
+        asyncio.run(run_phase(server.url, 8, 8, args.max_tokens, image))  # warm-up
+        # The phases take turns in short rounds, so a burst of load from other processes hits all of them alike.
+        for round_ in range(args.phase_rounds):
+            for name, requests, concurrency in plan:
+                share = requests // args.phase_rounds + (round_ < requests % args.phase_rounds)
+                before = server_buckets(server.url)
+                load[name].append(os.getloadavg()[0])
+                raw[name].append(asyncio.run(run_phase(server.url, share, concurrency, args.max_tokens, image)))
+                load[name].append(os.getloadavg()[0])
+                bucket_growth(before, server_buckets(server.url), growth[name])
+            print(f"[{label}] round {round_ + 1}/{args.phase_rounds} done", flush=True)
     finally:
         server.stop()
+    phases = {name: {**summarize(raw[name], concurrency, load[name]), **server_quantiles(growth[name])}
+              for name, _, concurrency in plan}
+    for name, figures in phases.items():
+        print(f"[{label}] {name}: {figures}", flush=True)
     result["phases"] = phases
     result["throughput_c8_vs_sequential"] = round(
         phases["c8"]["completion_tokens_per_s"] / phases["sequential"]["completion_tokens_per_s"], 2
@@ -278,18 +347,21 @@ def machine() -> dict:
 
 def table(results: dict) -> str:
     lines = [
-        "| model | phase | requests | conc. | errors | refused images | tokens/s | TTFT p50 / p99 ms | ITL p50 / p99 ms | load 1m |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| model | phase | requests | conc. | errors | refused images | tokens/s | TTFT p50 / p99 ms | ITL p50 / p99 ms "
+        "| server TTFT p50 / p99 ms | server ITL p50 / p99 ms | load 1m |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for label, r in results["models"].items():
         s = r["single_stream"]
         lines.append(f"| {label} | single stream: generate / ours | {s['rounds']} | 1 | - | - | "
                      f"{s['tokens_per_s']['transformers_generate']} / {s['tokens_per_s']['ours']} "
-                     f"(**{s['ratio_ours_vs_generate']}x**) | - | - | {s['load_avg_1m'][0]:.1f}-{s['load_avg_1m'][1]:.1f} |")
+                     f"(**{s['ratio_ours_vs_generate']}x**) | - | - | - | - | {s['load_avg_1m'][0]:.1f}-{s['load_avg_1m'][1]:.1f} |")
         for name, p in r["phases"].items():
             lines.append(f"| {label} | {name} | {p['requests']} | {p['concurrency']} | {p['errors']} | {p['refused_images']} | "
                          f"{p['completion_tokens_per_s']} | {p['ttft_p50_ms']} / {p['ttft_p99_ms']} | "
-                         f"{p['itl_p50_ms']} / {p['itl_p99_ms']} | {p['load_avg_1m'][0]:.1f}-{p['load_avg_1m'][1]:.1f} |")
+                         f"{p['itl_p50_ms']} / {p['itl_p99_ms']} | ≤{p.get('server_ttft_p50_ms')} / ≤{p.get('server_ttft_p99_ms')} | "
+                         f"≤{p.get('server_itl_p50_ms')} / ≤{p.get('server_itl_p99_ms')} | "
+                         f"{p['load_avg_1m'][0]}-{p['load_avg_1m'][1]} |")
     return "\n".join(lines)
 
 
@@ -301,6 +373,8 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=6, help="Single-stream requests per side.")
     parser.add_argument("--threads", type=int, default=2, help="torch threads, the same for every side.")
+    parser.add_argument("--phase-rounds", type=int, default=4, help="Rounds in which the HTTP phases take turns.")
+    parser.add_argument("--scale", type=float, default=1.0, help="Multiply the requests per phase (smoke runs: 0.1).")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "serving_load.json")
     args = parser.parse_args()
 
