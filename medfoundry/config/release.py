@@ -23,6 +23,25 @@ class GateConfig(Section):
     max_hallucination_rate: float | None = Field(None, ge=0.0, le=1.0)
 
 
+class PredictorConfig(Section):
+    """How the promoted model is served on KServe (written into the InferenceService by promotion)."""
+
+    # RawDeployment: plain Deployment + HPA (no Knative); Serverless: Knative scale-to-zero.
+    deployment_mode: Literal["RawDeployment", "Serverless"] = "RawDeployment"
+    # >0: GPUs per replica, served by KServe's huggingface runtime (vLLM); 0: the medfoundry-vlm runtime on CPU.
+    gpus: int = Field(0, ge=0)
+    # KServe ServingRuntime for GPU serving (KServe's huggingface server, vLLM backend).
+    gpu_runtime: str = "kserve-huggingfaceserver"
+    # Weights size used to size the startup probe; None: estimated from the profile's model section.
+    model_size_gb: float | None = Field(None, gt=0)
+    scale_metric: Literal["concurrency", "rps", "cpu", "memory"] = "concurrency"
+    scale_target: int = Field(4, ge=1)
+    cpu_request: str = "1"
+    memory_request: str = "4Gi"
+    cpu_limit: str = "2"
+    memory_limit: str = "8Gi"
+
+
 class GitOpsConfig(Section):
     # Local checkout of the GitOps repository. Empty: <workspace>/gitops (created on first promotion, cloned from
     # `remote` when one is set).
@@ -36,6 +55,7 @@ class GitOpsConfig(Section):
     # KServe ServingRuntime (defined in platform/) that runs `medfoundry serve` for model format medfoundry-vlm.
     runtime: str = "medfoundry-vlm"
     service_name: str = "medfoundry-model"
+    predictor: PredictorConfig = Field(default_factory=PredictorConfig)
 
 
 class ServingConfig(Section):

@@ -143,7 +143,9 @@ def promote_model(
         repo.sync()
         existing = repo.read_manifest(env)
         previous_version = _served_version(existing, name)
-        manifest = render_inference_service(info, env, profile.gitops, gate_label, existing, storage_uri)
+        manifest = render_inference_service(
+            info, env, profile.gitops, gate_label, existing, storage_uri, profile.model
+        )
         commit = None
         pushed = False
         if manifest != existing:

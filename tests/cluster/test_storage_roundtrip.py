@@ -165,6 +165,9 @@ def test_promoted_proxy_artifacts_download_with_kserve_and_serve(mlflow_server, 
             json={"model": "medvlm", "messages": [{"role": "user", "content": "Any effusion?"}], "max_tokens": 4},
             timeout=60,
         )
+        # KServe v1 is not offered (before: the route existed and answered 400 to every payload).
+        v1 = httpx.post(f"{url}/v1/models/medvlm:predict", json={"instances": [{"text": "Any effusion?"}]}, timeout=10)
+    assert v1.status_code == 404, v1.text
     assert reply.status_code == 200, reply.text
     body = reply.json()
     assert body["choices"][0]["message"]["role"] == "assistant"
