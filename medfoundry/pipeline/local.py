@@ -40,6 +40,12 @@ class LocalRun:
     model_version: str = ""
     model_aliases: list[str] = field(default_factory=list)
     gate: str = ""
+    # Set when the run was started in the background (console): its process group, log file, who started it, and
+    # the KFP host for a cluster run.
+    pid: int | None = None
+    log_path: str = ""
+    started_by: str = ""
+    target: str = ""
 
     def save(self, runs_dir: Path) -> Path:
         path = runs_dir / f"{self.run_id}.json"
@@ -48,15 +54,18 @@ class LocalRun:
 
     @classmethod
     def load(cls, path: Path) -> LocalRun:
-        return cls(**json.loads(path.read_text()))
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in json.loads(path.read_text()).items() if k in known})
 
 
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
 
 
-def run_pipeline_locally(pipeline: str, profile: Profile) -> LocalRun:
-    """Run a pipeline through kfp.local's SubprocessRunner in this environment; never raises for stage failures."""
+def run_pipeline_locally(pipeline: str, profile: Profile, run_id: str | None = None) -> LocalRun:
+    """Run a pipeline through kfp.local's SubprocessRunner in this environment; never raises for stage failures.
+
+    `run_id` continues a run record the console created when it started this process (keeping its pid and log)."""
     from kfp import local
 
     from medfoundry import tracking
@@ -67,13 +76,11 @@ def run_pipeline_locally(pipeline: str, profile: Profile) -> LocalRun:
     # Stages run in subprocesses: pin the workspace and tracking store so all of them share one state.
     profile = profile.model_copy(update={"workspace": str(workspace.root)})
     os.environ["MEDFOUNDRY_HOME"] = str(workspace.root)
-    run = LocalRun(
-        run_id=new_run_id(),
-        pipeline=pipeline,
-        profile=profile.name,
-        workspace=str(workspace.root),
-        tracking_uri=tracking.resolve_tracking_uri(profile),
+    existing = workspace.runs / f"{run_id}.json" if run_id else None
+    run = LocalRun.load(existing) if existing and existing.is_file() else LocalRun(
+        run_id=run_id or new_run_id(), pipeline=pipeline, profile=profile.name, workspace=str(workspace.root)
     )
+    run.tracking_uri = tracking.resolve_tracking_uri(profile)
     run.save(workspace.runs)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workspace.pipeline_root))
     # Data stages find the parent MLflow run through this, as on a cluster through the pod's KFP run-id label.

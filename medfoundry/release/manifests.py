@@ -119,7 +119,7 @@ def render_inference_service(
     predictor["scaleMetric"] = predictor_cfg.scale_metric
     predictor["scaleTarget"] = predictor_cfg.scale_target
     model = predictor.setdefault("model", {})
-    model["storageUri"] = storage_uri or info.source
+    model["storageUri"] = storage_uri or info.artifact_uri or info.source
     resources = {
         "requests": {"cpu": predictor_cfg.cpu_request, "memory": predictor_cfg.memory_request},
         "limits": {"cpu": predictor_cfg.cpu_limit, "memory": predictor_cfg.memory_limit},
@@ -192,7 +192,7 @@ def model_storage_uri(info: ModelVersionInfo, profile: Profile) -> str:
       `<storage.uri>/models/<name>/<content hash>` when `storage.uri` is an object store;
     - a local folder with a local store (laptop runs): its file:// URI, which only a local server can load.
     """
-    location = artifact_location(info.source)
+    location = artifact_location(info.artifact_uri or info.source)
     scheme = urlparse(location).scheme
     if scheme in KSERVE_SCHEMES:
         return location
