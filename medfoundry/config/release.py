@@ -43,10 +43,11 @@ class PredictorConfig(Section):
     model_size_gb: float | None = Field(None, gt=0)
     scale_metric: Literal["concurrency", "rps", "cpu", "memory"] = "concurrency"
     scale_target: int = Field(4, ge=1)
-    cpu_request: str = "1"
-    memory_request: str = "4Gi"
-    cpu_limit: str = "2"
-    memory_limit: str = "8Gi"
+    # Requests and limits of each replica; None keeps what the environment's overlay (the platform) sets.
+    cpu_request: str | None = None
+    memory_request: str | None = None
+    cpu_limit: str | None = None
+    memory_limit: str | None = None
 
 
 class GitOpsConfig(Section):

@@ -1,8 +1,10 @@
 """The KServe InferenceService that promotion writes for one model version, and the object-store location of its
 weights.
 
-Promotion owns the model-specific fields (storageUri, model format/runtime, version labels and annotations); every
-other field of an existing overlay manifest (resources, replicas, probes set by the platform) is kept as it is.
+Promotion owns the model-specific fields (storageUri, model format/runtime, version labels and annotations) and the
+serving settings of the profile's `gitops.predictor` (deployment mode, startup probe, scale metric, and resources when
+the profile sets them); every other field of an existing overlay manifest (replicas, node selectors, tolerations, the
+platform's resources) is kept as it is.
 
 A registered version's source may be any location MLflow stores artifacts at: a local folder, an `mlflow-artifacts:`
 URI served by a tracking server started with `--serve-artifacts`, `s3://...`, `runs:/<id>/<path>` or `models:/...`
@@ -120,10 +122,13 @@ def render_inference_service(
     predictor["scaleTarget"] = predictor_cfg.scale_target
     model = predictor.setdefault("model", {})
     model["storageUri"] = storage_uri or info.artifact_uri or info.source
-    resources = {
-        "requests": {"cpu": predictor_cfg.cpu_request, "memory": predictor_cfg.memory_request},
-        "limits": {"cpu": predictor_cfg.cpu_limit, "memory": predictor_cfg.memory_limit},
-    }
+    resources = copy.deepcopy(model.get("resources") or {})
+    for part, key, value in (
+        ("requests", "cpu", predictor_cfg.cpu_request), ("requests", "memory", predictor_cfg.memory_request),
+        ("limits", "cpu", predictor_cfg.cpu_limit), ("limits", "memory", predictor_cfg.memory_limit),
+    ):
+        if value is not None:
+            resources.setdefault(part, {})[key] = value
     if predictor_cfg.gpus:
         # KServe's huggingface server runs vLLM on GPUs; our own runtime stays for CPU serving.
         model["modelFormat"] = {"name": HUGGINGFACE_FORMAT}
@@ -132,7 +137,7 @@ def render_inference_service(
             [f"--max_model_len={model_cfg.max_length}"] if model_cfg is not None else []
         )
         for part in ("requests", "limits"):
-            resources[part]["nvidia.com/gpu"] = str(predictor_cfg.gpus)
+            resources.setdefault(part, {})["nvidia.com/gpu"] = str(predictor_cfg.gpus)
     else:
         model["modelFormat"] = {"name": MODEL_FORMAT}
         model["runtime"] = gitops.runtime

@@ -50,6 +50,7 @@ def test_cpu_profile_keeps_the_custom_runtime_and_a_short_probe():
     model = manifest["spec"]["predictor"]["model"]
     assert model["modelFormat"] == {"name": "medfoundry-vlm"} and model["runtime"] == "medfoundry-vlm"
     assert "nvidia.com/gpu" not in model["resources"]["limits"] and "args" not in model
+    assert model["resources"]["requests"] == {"cpu": "1", "memory": "4Gi"}  # the overlay's, kept
     probe = model["startupProbe"]
     assert 2 * 60 <= probe["periodSeconds"] * probe["failureThreshold"] <= 3 * 60
     _check_crd(manifest)
