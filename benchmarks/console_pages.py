@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -54,8 +55,13 @@ def main() -> None:
     pages = {"/healthz (baseline)": "/healthz", "/runs": "/runs", "/runs?page=20": "/runs?page=20", "/models": "/models"}
     for path in pages.values():  # warm-up: imports, template compilation
         assert client.get(path, headers=headers).status_code == 200, path
-    body = client.get("/models", headers=headers).text
-    assert body.count("<tr>") >= args.versions, "the models page must list every version"
+    shown, path = 0, "/models"
+    while path:  # every version is reachable through the pages
+        body = client.get(path, headers=headers).text
+        shown += body.count('<td><a href="/models/')
+        found = re.search(r'href="(/models\?page_token=[^"]+)"', body)
+        path = found.group(1).replace("&amp;", "&") if found else ""
+    assert shown == args.versions, f"the models pages list {shown} of {args.versions} versions"
     print(f"load average before: {os.getloadavg()}")
     print(f"{'page':<22}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}")
     for label, path in pages.items():

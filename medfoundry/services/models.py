@@ -15,12 +15,23 @@ from medfoundry.release.gates import benchmarks, main_score
 
 
 def list_versions(name: str | None = None, max_results: int = 1000) -> list[registry.ModelVersionInfo]:
-    """Every registered version (of one model, or all), newest first, in one registry query."""
+    """Registered versions (of one model, or all), newest first."""
+    return page_versions(name, max_results)[0]
+
+
+def page_versions(
+    name: str | None = None, max_results: int = 50, page_token: str | None = None
+) -> tuple[list[registry.ModelVersionInfo], str | None]:
+    """One page of registered versions, newest first, with their aliases, and the token of the next page (None at
+    the end): two registry queries whatever the size of the registry."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
     filter_string = f"name = '{name}'" if name else ""
-    infos = [registry._info(mv) for mv in client.search_model_versions(filter_string, max_results=max_results)]
+    found = client.search_model_versions(
+        filter_string, max_results=max_results, order_by=["name ASC", "version_number DESC"], page_token=page_token
+    )
+    infos = [registry._info(mv) for mv in found]
     # A version search leaves `aliases` empty; the registered models carry them (alias -> version).
     aliases: dict[tuple[str, str], list[str]] = {}
     for model in client.search_registered_models(filter_string, max_results=1000):
@@ -28,7 +39,7 @@ def list_versions(name: str | None = None, max_results: int = 1000) -> list[regi
             aliases.setdefault((model.name, str(version)), []).append(alias)
     for info in infos:
         info.aliases = sorted(aliases.get((info.name, info.version), []))
-    return sorted(infos, key=lambda i: (i.name, int(i.version)), reverse=True)
+    return infos, found.token or None
 
 
 @dataclass
