@@ -39,7 +39,8 @@ def page_versions(
             aliases.setdefault((model.name, str(version)), []).append(alias)
     for info in infos:
         info.aliases = sorted(aliases.get((info.name, info.version), []))
-    return infos, found.token or None
+    token = found.token.decode() if isinstance(found.token, bytes) else found.token
+    return infos, token or None
 
 
 @dataclass
