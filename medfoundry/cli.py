@@ -175,7 +175,8 @@ def submit(
     namespace: str = typer.Option(None, help="Kubeflow namespace (multi-user installs)."),
     set_: list[str] = typer.Option(None, "--set"),
 ) -> None:
-    """Upload the pipeline as a version named <package version>-<git sha> and start a run on a KFP cluster."""
+    """Upload the pipeline compiled for the profile (version <package version>-<git sha7>-<profile hash8>) and start a
+    run of that version on a KFP cluster."""
     resolved = load_profile_or_exit(profile, set_)
     from medfoundry.cluster.pipelines import submit_pipeline
 

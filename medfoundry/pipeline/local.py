@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medfoundry.cluster.kfp_settings import PIPELINE_RUN_ENV
 from medfoundry.config import Profile
 from medfoundry.workspace import Workspace
 
@@ -82,6 +83,8 @@ def run_pipeline_locally(pipeline: str, profile: Profile, run_id: str | None = N
     run.tracking_uri = tracking.resolve_tracking_uri(profile)
     run.save(workspace.runs)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workspace.pipeline_root))
+    # Data stages find the parent MLflow run through this, as on a cluster through the pod's KFP run-id label.
+    os.environ[PIPELINE_RUN_ENV] = run.run_id
     try:
         module.pipeline(profile=profile.to_yaml(), pipeline_run_id=run.run_id)
         run.status = "SUCCEEDED"
@@ -99,19 +102,10 @@ def _attach_tracking(run: LocalRun, profile: Profile) -> None:
 
     from medfoundry import tracking
 
-    tracking.configure(profile)
+    parent = tracking.pipeline_parent_run(profile, run.run_id)
+    if parent is None:
+        return
     client = mlflow.MlflowClient()
-    experiment = client.get_experiment_by_name(profile.tracking.experiment)
-    if experiment is None:
-        return
-    # Stage runs carry the pipeline-run tag too; the parent is the one run without a parent of its own.
-    tagged = client.search_runs(
-        [experiment.experiment_id], filter_string=f"tags.`{tracking.PIPELINE_RUN_TAG}` = '{run.run_id}'"
-    )
-    parents = [r for r in tagged if "mlflow.parentRunId" not in r.data.tags]
-    if not parents:
-        return
-    parent = parents[0]
     run.parent_run_id = parent.info.run_id
     run.gate = parent.data.tags.get("medfoundry.gate", "")
     for child in tracking.stage_runs(parent.info.run_id):

@@ -1,8 +1,9 @@
 """Gated promotion of a registered model version to an environment, and rollback.
 
-Promotion: evaluate the gate (candidate vs the `champion` alias), record the decision (JSON artifact + model version
-tags), commit the environment's InferenceService to the GitOps repository (and push), then move the aliases
-`champion` and `<env>`. A refused candidate changes nothing but the recorded decision.
+Promotion: evaluate the gate (candidate vs the `champion` alias, paired over the items both were scored on), record
+the decision (JSON artifact + model version tags), commit the environment's InferenceService to the GitOps repository
+(and push), then move the `<env>` alias, and `champion` too when the environment is production. A refused candidate
+changes nothing but the recorded decision.
 Rollback: undo the newest not-yet-undone promotion of an environment in one commit and restore both aliases.
 """
 
@@ -16,12 +17,20 @@ from typing import Any
 
 from medfoundry.config import Profile
 from medfoundry.release import registry
-from medfoundry.release.gates import GateDecision, evaluate_gate
+from medfoundry.release.gates import GateDecision, baseline, evaluate_gate
 from medfoundry.release.gitops import GitOpsError, GitOpsRepo
-from medfoundry.release.manifests import MODEL_NAME, MODEL_VERSION, render_inference_service
+from medfoundry.release.manifests import (
+    MODEL_NAME,
+    MODEL_VERSION,
+    model_storage_uri,
+    render_inference_service,
+)
 from medfoundry.workspace import Workspace
 
 ENVIRONMENTS = ("dev", "staging", "prod")
+# Only a production promotion moves `champion` (the version the gate compares against); the others move their own
+# `<env>` alias.
+CHAMPION_ENVIRONMENT = "prod"
 
 
 class PromotionError(RuntimeError):
@@ -74,10 +83,14 @@ def gate_model_version(profile: Profile, name: str, version: str, env: str | Non
     version tags `gate.<env>.*`, a JSON file in the workspace, and the same JSON as an artifact of the version's run."""
     env = _env(profile, env)
     candidate = registry.get_version(name, version)
-    champion = registry.version_by_alias(name, registry.CHAMPION)
-    if champion is not None and champion.version == candidate.version:
-        champion = None
-    decision = evaluate_gate(profile.gates, candidate.metrics, champion.metrics if champion else None)
+    champion = baseline(name, env, exclude_version=candidate.version)
+    decision = evaluate_gate(
+        profile.gates,
+        candidate.metrics,
+        champion.metrics if champion else None,
+        registry.item_scores(candidate),
+        registry.item_scores(champion) if champion else None,
+    )
     record = {
         "model": name,
         "version": candidate.version,
@@ -132,13 +145,14 @@ def promote_model(
         )
     gate_label = "passed" if decision is not None else "passed (pipeline gate step)"
 
+    storage_uri = model_storage_uri(info, profile)
     repo = open_repo(profile)
     previous_champion = registry.version_by_alias(name, registry.CHAMPION)
     with repo.locked():
         repo.sync()
         existing = repo.read_manifest(env)
         previous_version = _served_version(existing, name)
-        manifest = render_inference_service(info, env, profile.gitops, gate_label, existing)
+        manifest = render_inference_service(info, env, profile.gitops, gate_label, existing, storage_uri)
         commit = None
         pushed = False
         if manifest != existing:
@@ -163,7 +177,8 @@ def promote_model(
             except GitOpsError:
                 repo.drop_last_commit()
                 raise
-    registry.set_alias(name, registry.CHAMPION, info.version)
+    if env == CHAMPION_ENVIRONMENT:
+        registry.set_alias(name, registry.CHAMPION, info.version)
     registry.set_alias(name, env, info.version)
     if commit:
         registry.set_version_tags(

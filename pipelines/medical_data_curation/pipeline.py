@@ -6,11 +6,9 @@ start-tracking -> ingest -> validate -> curate
 
 from kfp import dsl
 
-from components.curate import curate
-from components.ingest import ingest
 from components.start_tracking import start_tracking
-from components.validate import validate
 from medfoundry.cluster.kfp_settings import apply_kubernetes_settings
+from pipelines.medical_mllm_recipe.pipeline import data_stages
 
 PIPELINE_NAME = "medical-data-curation"
 
@@ -28,11 +26,7 @@ def build(cluster_settings=None):
         tracking = start_tracking(
             profile=profile, pipeline_run_id=pipeline_run_id, pipeline=PIPELINE_NAME
         ).set_display_name("start-tracking")
-        raw = ingest(profile=profile, parent_run_id=tracking.output)
-        validated = validate(profile=profile, parent_run_id=tracking.output, raw_data=raw.outputs["raw_data"])
-        curated = curate(
-            profile=profile, parent_run_id=tracking.output, validated_data=validated.outputs["validated_data"]
-        )
+        raw, validated, curated = data_stages(profile, tracking)
         if cluster_settings is not None:
             for task in (tracking, raw, validated, curated):
                 apply_kubernetes_settings(task, cluster_settings, "cpu")
