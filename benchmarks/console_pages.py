@@ -40,7 +40,10 @@ def main() -> None:
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     started = time.perf_counter()
     write_run_records(home, args.runs)
-    register_many(home, args.versions)
+    model_dir = home / "model-files"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text('{"model_type": "tiny"}')
+    register_many(home, args.versions, model_dir)
     print(f"seeded {args.runs} runs and {args.versions} model versions in {time.perf_counter() - started:.0f}s")
 
     from fastapi.testclient import TestClient
