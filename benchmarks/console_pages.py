@@ -33,19 +33,29 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--versions", type=int, default=200)
     parser.add_argument("--requests", type=int, default=60)
+    parser.add_argument("--home", type=Path, help="Reuse a workspace this script seeded before (skips seeding).")
     args = parser.parse_args()
 
-    home = Path(tempfile.mkdtemp(prefix="mf-console-bench-"))
+    home = args.home or Path(tempfile.mkdtemp(prefix="mf-console-bench-"))
     os.environ["MEDFOUNDRY_HOME"] = str(home)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
+    print(f"workspace {home}")
+    if args.home is None:
+        seed(home, args.runs, args.versions)
+    _measure(args)
+
+
+def seed(home: Path, runs: int, versions: int) -> None:
     started = time.perf_counter()
-    write_run_records(home, args.runs)
+    write_run_records(home, runs)
     model_dir = home / "model-files"
     model_dir.mkdir()
     (model_dir / "config.json").write_text('{"model_type": "tiny"}')
-    register_many(home, args.versions, model_dir)
-    print(f"seeded {args.runs} runs and {args.versions} model versions in {time.perf_counter() - started:.0f}s")
+    register_many(home, versions, model_dir)
+    print(f"seeded {runs} runs and {versions} model versions in {time.perf_counter() - started:.0f}s")
 
+
+def _measure(args: argparse.Namespace) -> None:
     from fastapi.testclient import TestClient
 
     from medfoundry.console.app import ConsoleSettings, create_app

@@ -306,7 +306,7 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
     @app.get("/models", response_class=HTMLResponse)
     async def models_page(request: Request, page_token: str = ""):
         need(request, "viewer")
-        versions, next_token = model_service.page_versions(page_token=page_token or None)
+        versions, next_token = model_service.page_versions(model_name, page_token=page_token or None)
         return render(request, "models.html", {"versions": versions, "model_name": model_name,
                                                "next_token": next_token, "first": not page_token})
 

@@ -19,21 +19,28 @@ def list_versions(name: str | None = None, max_results: int = 1000) -> list[regi
 
 
 def page_versions(
-    name: str | None = None, max_results: int = 50, page_token: str | None = None
+    name: str | None = None, max_results: int = 25, page_token: str | None = None
 ) -> tuple[list[registry.ModelVersionInfo], str | None]:
     """One page of registered versions, newest first, with their aliases, and the token of the next page (None at
     the end): two registry queries whatever the size of the registry."""
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     client = MlflowClient()
     filter_string = f"name = '{name}'" if name else ""
+    try:
+        models = [client.get_registered_model(name)] if name else client.search_registered_models(max_results=1000)
+    except MlflowException as err:
+        if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return [], None  # nothing registered yet
+        raise
     found = client.search_model_versions(
         filter_string, max_results=max_results, order_by=["name ASC", "version_number DESC"], page_token=page_token
     )
     infos = [_row(mv) for mv in found]
     # A version search leaves `aliases` empty; the registered models carry them (alias -> version).
     aliases: dict[tuple[str, str], list[str]] = {}
-    for model in client.search_registered_models(filter_string, max_results=1000):
+    for model in models:
         for alias, version in (model.aliases or {}).items():
             aliases.setdefault((model.name, str(version)), []).append(alias)
     for info in infos:

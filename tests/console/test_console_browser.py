@@ -219,7 +219,7 @@ def test_promote_then_roll_back(playwright_browser, console):
     result = page.locator("#promote-result")
     assert f"promoted {MODEL} v{v2} to dev" in result.inner_text()
     aliases = _aliases(home)
-    assert "champion" in aliases[v2] and "dev" in aliases[v2] and "champion" not in aliases[v1]
+    assert "dev" in aliases[v2] and "dev" not in aliases[v1]  # (champion moves only for prod)
     page.click("#promote-result a")
     assert "Medfoundry-Actor: alice" in page.locator("#commit").inner_text()
 
@@ -229,8 +229,8 @@ def test_promote_then_roll_back(playwright_browser, console):
     assert f"now serving v{v1}" in page.locator("#rollback-result").inner_text()
     _shot(page, "gitops")
     aliases = _aliases(home)
-    assert "champion" in aliases[v1] and "dev" in aliases[v1]
-    assert aliases[v2] == ["candidate"]  # champion and dev moved back; candidate stays on the newest version
+    assert "dev" in aliases[v1]
+    assert aliases[v2] == ["candidate"]  # dev moved back; candidate stays on the newest version
     log = _git_log(home)
     assert len(log) == commits_before + 2
     assert log[0].startswith(f"Roll back {MODEL} v{v2} in dev") and "Medfoundry-Actor: alice" in log[0]
