@@ -368,6 +368,7 @@ def _entity_steps(
             sparse_threshold=cfg.sparse_threshold,
             seed=profile.data.seed,
             rewriter=rewriter_from_config(cfg.rewriter_endpoint, cfg.rewriter_model),
+            linker=linker,
         )
         synthesized = linker.annotate(synthesized)
         for record in synthesized:
