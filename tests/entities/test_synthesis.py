@@ -148,3 +148,27 @@ def test_a_rewrite_that_adds_a_fact_is_rejected_with_its_reason(vocab_tree, chat
     _ChatHandler.reply = template.replace("Marfan syndrome is a rare disease.", "Marfan syndrome: a rare disease.")
     records = synthesize_for_sparse(vocab_tree, {}, targets=["D:marfan"], rewriter=Rewriter(chat_server))
     assert next(r for r in records if r.kind == "text").meta["rewriter"] == "accepted"
+
+
+def test_production_rewriter_endpoint_is_the_documented_inference_service():
+    """The production profile's rewriter URL names the InferenceService docs/curation.md deploys, and that manifest
+    validates against KServe's own CRD (../shared/k8s-crds)."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from medfoundry.cluster.crds import shared_crd_dir, validate_custom_resource
+    from medfoundry.config import load_profile
+
+    docs = (Path(__file__).parents[2] / "docs" / "curation.md").read_text()
+    section = docs.split("## Deploying the rewriter", 1)[1]
+    manifest = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))
+    name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+    cfg = load_profile("production-7b").curation
+    assert cfg.rewriter_endpoint == f"http://{name}-predictor.{namespace}.svc.cluster.local/openai/v1"
+    assert f"--model_name={cfg.rewriter_model}" in manifest["spec"]["predictor"]["model"]["args"]
+    crds = shared_crd_dir()
+    if crds is None:
+        pytest.skip("../shared/k8s-crds not found")
+    assert validate_custom_resource(manifest, crds) == []
