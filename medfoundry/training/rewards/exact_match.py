@@ -1,6 +1,6 @@
 """Verifiable correctness: 1.0 when the extracted answer equals the gold answer, else 0.0.
 
-Extraction is evaluation's (`medfoundry.evaluation.extractors`), so the RL signal is the benchmark's metric:
+Extraction is evaluation's (`medfoundry.tasks.extractors`), so the RL signal is the benchmark's metric:
 an option letter for multiple choice (`options` column), yes/no/maybe for those golds, normalized free text
 otherwise. An unparseable completion scores 0.0.
 """
@@ -15,7 +15,7 @@ YES_NO_MAYBE = ("yes", "no", "maybe")
 
 
 def exact_match(completions: list[Any], answer: list[str] | None = None, **kwargs: Any) -> list[float | None]:
-    from medfoundry.evaluation.extractors import (
+    from medfoundry.tasks.extractors import (
         extract_free_text,
         extract_label,
         extract_option,
