@@ -28,6 +28,8 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(PY) -c "import torch" 2>/dev/null || $(VENV)/bin/pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 	@$(UV) pip install -q --python $(PY) -c constraints.txt -e ".[test]"
 	@$(PY) -m medfoundry.setup_check
+	@# Console browser tests drive Debian's chromium (never a downloaded browser); without it they skip with the reason.
+	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } >/dev/null 2>&1 || echo "chromium not installed: console browser tests will skip"
 	@touch $(STAMP)
 
 demo: setup

@@ -163,6 +163,23 @@ def _metric_name(key: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "_-./ " else "_" for ch in key)
 
 
+def pipeline_parent_run(profile: Profile, pipeline_run_id: str) -> Any | None:
+    """The parent run `start_pipeline_run` opened for a pipeline run id, or None. Stage runs carry the same tag; the
+    parent is the one run without a parent of its own."""
+    import mlflow
+
+    configure(profile)
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(profile.tracking.experiment)
+    if experiment is None or not pipeline_run_id:
+        return None
+    tagged = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`{PIPELINE_RUN_TAG}` = '{pipeline_run_id}'"
+    )
+    parents = [r for r in tagged if "mlflow.parentRunId" not in r.data.tags]
+    return parents[0] if parents else None
+
+
 def stage_runs(parent_run_id: str, tracking_uri: str | None = None) -> list[Any]:
     """Nested stage runs of a pipeline run, in start order."""
     import mlflow

@@ -63,13 +63,26 @@ def run_stage(
 ) -> dict[str, Any]:
     """Run one stage inside its nested MLflow run; return the stage's figures.
 
-    `paths` are the KFP artifact paths (inputs and outputs), `params` plain values from upstream tasks.
+    `paths` are the KFP artifact paths (inputs and outputs), `params` plain values from upstream tasks. An empty
+    `parent_run_id` (the cacheable data stages) means: the parent run of the KFP run named by $MEDFOUNDRY_PIPELINE_RUN_ID.
     """
+    import os
+
     import mlflow
 
     from medfoundry import tracking
+    from medfoundry.cluster.kfp_settings import PIPELINE_RUN_ENV
 
     profile = parse_profile(yaml.safe_load(profile_yaml), source="pipeline profile")
+    if not parent_run_id:
+        pipeline_run_id = os.environ.get(PIPELINE_RUN_ENV, "")
+        parent = tracking.pipeline_parent_run(profile, pipeline_run_id)
+        if parent is None:
+            raise RuntimeError(
+                f"stage {name}: no MLflow parent run for pipeline run {pipeline_run_id!r} (${PIPELINE_RUN_ENV}); "
+                "the start-tracking step opens it before the data stages run"
+            )
+        parent_run_id = parent.info.run_id
     fn = STAGES[name]
     ctx = StageContext(profile=profile, parent_run_id=parent_run_id, stage=name)
     with tracking.stage_run(profile, parent_run_id, name):
