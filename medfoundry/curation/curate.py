@@ -239,7 +239,9 @@ def curate(
         from medfoundry.workspace import Workspace
 
         figures.update(
-            publish_features(out_dir, Workspace.resolve(profile.workspace).sub("feast"), cfg.sparse_threshold)
+            publish_features(
+                out_dir, Workspace.resolve(profile.workspace).sub("feast"), cfg.sparse_threshold, profile.feast
+            )
         )
         figures.pop("feast_workdir", None)
     figures = {k: v.item() if hasattr(v, "item") else v for k, v in figures.items()}  # numpy -> plain numbers
