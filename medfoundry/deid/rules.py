@@ -434,13 +434,18 @@ _UNICODE_TITLE_NAME = regex.compile(
 )
 # A line that is only a name (a signature, an address label): two to four capitalized words.
 _NAME_LINE = regex.compile(rf"(?m)^[ \t}}?>*-]*({_UW}(?:[ \t]+(?:\p{{Lu}}\.?|{_UW})){{1,3}})[ \t]*$")
-_NAME_CUE = regex.compile(
-    rf"(?i:\b(?:my name is|name is|name:|name on the account(?: is)?\??(?:[ \t]*User:)?|your name\?|call me|named"
-    rf"(?: him| her)?|dear|hi|hello|hey|thanks|sincerely|regards|this is|directed by:?|written by|signed by|sung by|"
-    rf"commenter|guardian|beneficiary|maiden name is|follow up with|heard|tell|add|contacted|meet|met|visited by|"
-    rf"seen by|married|daughter|son|wife|husband|brother|sister|mother|father|friend|kid|player|founders?:?|"
-    rf"had given|gave|told|asked|thank you,?))[ \t,:]*\n?[ \t]*({_UNAME})"
+_STRONG_NAME_CUE = regex.compile(
+    rf"(?i:\b(?:my name is|maiden name is|name is|name:|name on the account(?: is)?\??(?:[ \t]*User:)?|your name\?|"
+    rf"call me|named(?: him| her)?|dear|directed by:?|written by|signed by|sung by))[ \t,:]*\n?[ \t]*({_UNAME})"
 )
+_NAME_CUE = regex.compile(
+    rf"(?i:\b(?:hi|hello|hey|thanks|sincerely|regards|this is|commenter|guardian|beneficiary|follow up with|heard|"
+    rf"tell|add|contacted|meet|met|visited by|seen by|married|daughter|son|wife|husband|brother|sister|mother|"
+    rf"father|friend|kid|player|founders?:?|had given|gave|told|asked|thank you,?|remember me,?|version by|"
+    rf"the))[ \t,:]*\n?[ \t]*({_UNAME})(?=[ \t]*(?:[.,;:!?'’)\n]|$|and\b|version\b|novel\b|concert\b|fan\b))"
+)
+# A comma list of single capitalized words ("Frits, Jeremy, James and Nicole") where most are census first names.
+_NAME_LIST = regex.compile(rf"({_UW})(?:,[ \t]*({_UW})){{1,8}},?[ \t]+and[ \t]+({_UW})")
 _LOWER_NAME_CUE = regex.compile(
     r"(?i:\b(?:my name is|name is|call me|name:))[ \t]+(\p{Ll}+(?:[ \t]+\p{Ll}\.?)?(?:[ \t]+\p{Ll}+)?)(?=[ \t]*(?:[.,!?\n]|$))"
 )
@@ -460,7 +465,8 @@ _LAST_COMMA_FIRST = re.compile(rf"\b({_CAP}),[ \t]+({_CAP})\b")
 _NAME_THEN_VERB = re.compile(
     rf"(?<![\w.])({_CAP})(?:'s)?[ \t]+(?:was|is|has|had|reports|reported|presents|presented|denies|denied|states|"
     rf"stated|complains|complained|returns|returned|came|comes|arrived|underwent|received|says|said|notes|noted|"
-    rf"continues|tolerated|agrees|agreed|declined|declines|feels|felt|lives|works|called|will)\b"
+    rf"continues|tolerated|agrees|agreed|declined|declines|feels|felt|lives|works|called|will|were|listed|began|"
+    rf"wrote|sang|sings|played|directed|is from|had given|lives at)\b"
 )
 
 
@@ -485,6 +491,7 @@ class PhiRules:
         # Without the drug dictionary, whose variants include surnames such as "Chang".
         core = clinical_vocabulary(drugs=False) if vocabulary is None else frozenset(vocabulary)
         self.core_vocabulary = core | frozenset(_COMMON_WORD_NAMES) | frozenset(_NOTE_WORDS)
+        self.clinical_words = core | frozenset(_NOTE_WORDS)  # ordinary words that are also given names left out
 
     # A capitalized word that is a person's name rather than a clinical or ordinary word.
     def _nameish(self, word: str) -> bool:
@@ -585,19 +592,31 @@ class PhiRules:
 
         for m in _TITLE_NAME.finditer(text):
             claim_name(m.start(1), m.end(1), "title")
-        for pattern, rule in ((_UNICODE_TITLE_NAME, "title"), (_NAME_CUE, "cue"), (_LOWER_NAME_CUE, "cue")):
+        for pattern, rule in ((_UNICODE_TITLE_NAME, "title"), (_STRONG_NAME_CUE, "cue"), (_LOWER_NAME_CUE, "cue")):
             for m in pattern.finditer(text):
-                words = m.group(1).split()
-                if all(w.lower().strip(".,") in self.vocabulary for w in words if len(w) > 2):
+                words = [w.lower().strip(".,") for w in m.group(1).split()]
+                if all(w in self.stopwords or w in _HEADER_WORDS for w in words if len(w) > 2):
                     continue
                 claim_name(m.start(1), m.end(1), rule)
+        for m in _NAME_CUE.finditer(text):
+            words = [w.lower().strip(".,") for w in m.group(1).split()]
+            if all(w in self.core_vocabulary for w in words if len(w) > 2):
+                continue
+            claim_name(m.start(1), m.end(1), "cue")
+        for m in _NAME_LIST.finditer(text):
+            words = [w.group() for w in regex.finditer(_UW, m.group()) if w.group() != "and"]
+            if sum(w in self.first_names for w in words) * 2 >= len(words):
+                for w in regex.finditer(rf"{_UW}", m.group()):
+                    if w.group().lower() not in self.core_vocabulary:
+                        claim(m.start() + w.start(), m.start() + w.end(), "NAME", "name-list")
         for m in _NAME_LINE.finditer(text):
             words = [w.strip(".") for w in m.group(1).split()]
-            if not any(w.lower() in self.vocabulary for w in words if len(w) > 1):
+            if not any(w.lower() in self.core_vocabulary for w in words if len(w) > 1):
                 claim_name(m.start(1), m.end(1), "name-line")
         for m in _SPEAKER_NAME.finditer(text):
             word = m.group(1)
-            if word.lower() not in self.vocabulary and word.lower() not in _HEADER_WORDS:
+            lower = word.lower()
+            if lower not in self.clinical_words and lower not in _HEADER_WORDS and lower not in self.stopwords:
                 claim_name(m.start(1), m.end(1), "speaker")
         for m in _LOWER_FULL_NAME.finditer(text):
             first, last = m.group(1), m.group(2)
