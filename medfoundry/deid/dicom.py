@@ -133,7 +133,12 @@ def mask_burned_in_text(image, header_values: list[str] | None = None):
     `header_values` (patient name, id, ...) are looked for in the text read, as the DICOM redactor does.
     """
     _require_tesseract()
+    import pytesseract
     from PIL import ImageDraw
+
+    # Most images hold no text at all: a plain OCR pass first spares loading the PHI engine for them.
+    if not any(ch.isalnum() for ch in pytesseract.image_to_string(image.convert("L"))):
+        return image, []
     from presidio_analyzer import PatternRecognizer
 
     deny = [v for v in (header_values or []) if v and len(v) > 2]

@@ -35,6 +35,10 @@ def _ct_with_burned_in_text():
     ds.Rows, ds.Columns = 512, 512
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
     ds.PixelData = np.asarray(img).astype(np.int16).tobytes()
+    ds.RescaleIntercept, ds.RescaleSlope = 0, 1  # the drawn values are the displayed values
+    for keyword in ("WindowCenter", "WindowWidth"):
+        if keyword in ds:
+            delattr(ds, keyword)
     ds.PatientName = "Smith^John"
     ds.PatientID = "MRN00123456"
     ds.PatientBirthDate = "19610304"
@@ -81,3 +85,30 @@ def test_dicom_with_burned_in_text_and_identifying_headers_comes_out_clean():
         after[top:bottom, left:right][text_pixels] != before[top:bottom, left:right][text_pixels]
     ).mean() > 0.9
     assert np.array_equal(after[200:500, :], before[200:500, :])
+
+
+def test_curation_reader_masks_burned_in_text_with_the_tiny_profile(tmp_path):
+    """The tiny profile's data.mask_burned_in_text reaches the reader: the stored PNG has the text masked."""
+    from PIL import Image
+
+    from medfoundry.config import load_profile
+    from medfoundry.curation.readers import read_corpora
+    from medfoundry.data.records import Record
+
+    profile = load_profile("tiny")
+    assert profile.data.mask_burned_in_text
+    ds, before = _ct_with_burned_in_text()
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    ds.save_as(corpus / "scan.dcm", enforce_file_format=True)
+    (corpus / "scan.txt").write_text("CT of the chest.")
+    from medfoundry.data.images import load_image
+
+    unmasked = np.asarray(load_image(corpus / "scan.dcm").image.convert("L"))
+    top, left, bottom, right = TEXT_BOX
+    text_pixels = before[top:bottom, left:right] > 128
+    assert unmasked[top:bottom, left:right][text_pixels].mean() > 200  # without masking the text is plain to see
+    records = [r for r in read_corpora([corpus], tmp_path / "out", profile) if isinstance(r, Record)]
+    assert len(records) == 1
+    png = np.asarray(Image.open(tmp_path / "out" / records[0].image).convert("L").resize((512, 512)))
+    assert (png[top:bottom, left:right][text_pixels] < 100).mean() > 0.9  # white text is gone
