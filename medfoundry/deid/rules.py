@@ -455,15 +455,16 @@ _HEADER_WORDS = frozenset(
     """doctor patient bot user date name phone e-mail email website address when where note plan assessment
     subjective objective vitals labs disposition impression history medications allergies diagnosis procedure
     findings indication technique comparison exam examination summary reason answer question q a re subject
-    from to cc mobile desk office fax home work personal info directed""".split()
+    from to cc mobile desk office fax home work personal info directed psych neuro heent gu gi ext cv resp msk
+    derm vitals gen constitutional cardiac pulm lungs skin ent eyes neck chest abdomen extremities""".split()
 )
 _SPEAKER = re.compile(
     r"(?i)(?:patient|pt|doctor|physician|provider|nurse|guest_family|guest_clinician)[ \t]*:"
 )
 _LAST_COMMA_FIRST = re.compile(rf"\b({_CAP}),[ \t]+({_CAP})\b")
 # A census name as the subject of a clinical reporting verb is a person ("Chang was admitted", "Lopez denies").
-_NAME_THEN_VERB = re.compile(
-    rf"(?<![\w.])({_CAP})(?:'s)?[ \t]+(?:was|is|has|had|reports|reported|presents|presented|denies|denied|states|"
+_NAME_THEN_VERB = regex.compile(
+    rf"(?<![\w.])({_UW}(?:[ \t]+(?:\p{{Lu}}\.?[ \t]+)?{_UW})?)(?:'s)?[ \t]+(?:was|is|has|had|reports|reported|presents|presented|denies|denied|states|"
     rf"stated|complains|complained|returns|returned|came|comes|arrived|underwent|received|says|said|notes|noted|"
     rf"continues|tolerated|agrees|agreed|declined|declines|feels|felt|lives|works|called|will|were|listed|began|"
     rf"wrote|sang|sings|played|directed|is from|had given|lives at)\b"
@@ -642,10 +643,17 @@ class PhiRules:
             if last in self.surnames and first in self.first_names and self._nameish(last):
                 claim_name(m.start(1), m.end(2), "last-comma-first")
         for m in _NAME_THEN_VERB.finditer(text):
-            word = m.group(1)
-            if self._census(word) and word.lower() not in self.core_vocabulary and len(word) > 2:
+            words = m.group(1).split()
+            if len(words[0]) <= 2 or words[0].isupper():
+                continue  # abbreviations ("CT is", "MRI was") are not people
+            # A census name, or a word no vocabulary knows ("Bizier began", "Carolos is from").
+            if all(
+                (self._census(w) and w.lower() not in self.core_vocabulary) or w.lower() not in self.vocabulary
+                for w in words
+                if len(w) > 2
+            ) and not any(w.lower() in _HEADER_WORDS for w in words):
                 claim(m.start(1), m.end(1), "NAME", "name-then-verb")
-                found_parts.add(word)
+                found_parts.update(w for w in words if len(w) > 2)
 
         tokens = [(m.start(), m.end(), m.group()) for m in _CAP_TOKEN.finditer(text)]
         i = 0
