@@ -601,7 +601,7 @@ class PhiRules:
                 claim_name(m.start(1), m.end(1), rule)
         for m in _NAME_CUE.finditer(text):
             words = [w.lower().strip(".,") for w in m.group(1).split()]
-            if all(w in self.core_vocabulary for w in words if len(w) > 2):
+            if all(w in self.vocabulary for w in words if len(w) > 2):  # "add Lyrica": a drug, not a person
                 continue
             claim_name(m.start(1), m.end(1), "cue")
         for m in _NAME_LIST.finditer(text):
