@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import re
 from collections import Counter
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,8 @@ _COLUMN_KINDS = [
     ),
 ]
 _OPTION_LETTER = re.compile(r"^[A-J]$")
+# Rules that read a text's layout (a "Name:" speaker turn, a line holding only a name): "hpo:HP:..." is neither.
+_LAYOUT_RULES = frozenset({"speaker", "name-line"})
 
 
 def scrub_phi(text: str, scope: str = "document") -> DeidResult:
@@ -107,31 +110,39 @@ class _Scrubber:
         return value
 
     def name(self, value: str) -> str:
-        """A file name or path: words joined by `_` are read as words, lower-case ones as if capitalized.
+        """A file name or path, de-identified (see `_scrub_name`)."""
+        scrubbed, kinds = _scrub_name(value, self.surrogates.key)
+        self.counts.update(kinds)
+        return scrubbed
 
-        Its surrogates are keyed by the name itself, so every record of one file (or one image) gets the same.
-        """
-        spaced = re.sub(r"_|(?<=[A-Za-z])-(?=[A-Za-z])|\.(?=[A-Za-z0-9]{1,5}$)", " ", value)
-        readable = re.sub(r"\b[a-z]", lambda m: m.group().upper(), spaced)
-        # spaCy's NER reads title-cased file words as people ("Caption CT Small"); names here come from our rules.
-        spans = [
-            span
-            for span in self.engine.find(readable)
-            if span.kind not in ("URL", "EMAIL") and not span.rule.startswith(NER_RULE_PREFIX)
-        ]
-        if not spans:
-            return value
-        self.counts.update(span.kind for span in spans)
-        surrogates = Surrogates(f"file:{value}", self.surrogates.key)
-        out, pos = [], 0
-        for span in spans:
-            out.append(value[pos : span.start])
-            out.append(
-                re.sub(r"[^\w.-]+", "_", surrogates.replace(span.kind, readable[span.start : span.end]))
-            )
-            pos = span.end
-        out.append(value[pos:])
-        return "".join(out)
+
+@lru_cache(maxsize=65536)
+def _scrub_name(value: str, key: bytes) -> tuple[str, tuple[str, ...]]:
+    """(scrubbed name, kinds found): words joined by `_` or `-` are read as words, lower-case ones as if capitalized.
+
+    Surrogates are keyed by the name itself, so every record of one file (or one image) gets the same; the many
+    records of one file are looked at once.
+    """
+    spaced = re.sub(r"_|(?<=[A-Za-z])-(?=[A-Za-z])|\.(?=[A-Za-z0-9]{1,5}$)", " ", value)
+    readable = re.sub(r"\b[a-z]", lambda m: m.group().upper(), spaced)
+    # spaCy's NER reads title-cased file words as people ("Caption CT Small"); names here come from our rules.
+    spans = [
+        span
+        for span in default_deidentifier().find(readable)
+        if span.kind not in ("URL", "EMAIL")
+        and not span.rule.startswith(NER_RULE_PREFIX)
+        and span.rule not in _LAYOUT_RULES
+    ]
+    if not spans:
+        return value, ()
+    surrogates = Surrogates(f"file:{value}", key)
+    out, pos = [], 0
+    for span in spans:
+        out.append(value[pos : span.start])
+        out.append(re.sub(r"[^\w.-]+", "_", surrogates.replace(span.kind, readable[span.start : span.end])))
+        pos = span.end
+    out.append(value[pos:])
+    return "".join(out), tuple(span.kind for span in spans)
 
 
 def _column_kind(key: str) -> str | None:

@@ -140,7 +140,7 @@ class Deidentifier:
 
     def find(self, text: str) -> list[PhiSpan]:
         """PHI spans in `text`, merged (no overlaps), in order."""
-        if not text or not text.strip():
+        if not any(ch.isalnum() for ch in text):
             return []
         results = self.analyzer.analyze(
             text, language="en", entities=self.entities, score_threshold=_MIN_SCORE
