@@ -57,7 +57,6 @@ class MedFoundryModelServer(kserve.ModelServer):
         from fastapi.exceptions import RequestValidationError
         from kserve import errors as kerr
         from kserve.protocol.rest.server import metrics_handler
-        from kserve.protocol.rest.v1_endpoints import register_v1_endpoints
         from kserve.protocol.rest.v2_endpoints import register_v2_endpoints
 
         self.register_model(model)
@@ -65,7 +64,7 @@ class MedFoundryModelServer(kserve.ModelServer):
         app.add_api_route("/", self.dataplane.live, methods=["GET"])
         app.add_api_route("/metrics", metrics_handler, methods=["GET"])
         register_openai_routes(app, model, self.settings.serving)
-        register_v1_endpoints(app, self.dataplane, self.model_repository_extension)
+        # No KServe v1 routes: this model takes v2 or OpenAI requests, and v1 :predict could only answer 400.
         register_v2_endpoints(app, self.dataplane, self.model_repository_extension)
 
         retry = {"Retry-After": "5"}
@@ -206,12 +205,14 @@ def register_openai_routes(app: Any, model: MedVLMModel, serving: ServingConfig)
         include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
         created = int(time.time())
 
+        content_chunk = oa.content_chunks(cid, model.name, created)
+
         async def sse():
             try:
                 yield oa.chunk(cid, model.name, created, {"role": "assistant", "content": ""})
                 async for kind, value in events:
                     if kind == "delta" and value:
-                        yield oa.chunk(cid, model.name, created, {"content": value})
+                        yield content_chunk(value)
                     elif kind == "done":
                         yield oa.chunk(cid, model.name, created, {}, finish_reason=value.finish_reason)
                         if include_usage:
