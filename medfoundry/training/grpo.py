@@ -17,7 +17,14 @@ from typing import Any
 from medfoundry.config import Profile
 from medfoundry.data.records import Record, read_records
 from medfoundry.models.loading import load_model
-from medfoundry.training.common import TRAINER_DIR, deepspeed_stage, finish
+from medfoundry.training.checkpoints import (
+    checkpoint_arguments,
+    checkpoint_step,
+    prepare_resume,
+    with_exact_resume,
+)
+from medfoundry.training.common import TRAINER_DIR, deepspeed_stage, finish, resume_settings
+from medfoundry.training.live import LiveMetricsCallback
 from medfoundry.training.qa import is_qa, is_rl_holdout, qa_messages
 from medfoundry.training.rewards import reward_mixture
 from medfoundry.training.tools import resolve_tools
@@ -67,8 +74,8 @@ def grpo_config(profile: Profile, out_dir: Path, num_prompts: int):
         temperature=cfg.temperature,
         reward_weights=weights,
         seed=cfg.seed,
-        logging_steps=1,
-        save_strategy="no",
+        logging_steps=cfg.logging_steps,
+        **checkpoint_arguments(cfg),
         report_to="none",
         use_cpu=not on_gpu,
         bf16=on_gpu and torch.cuda.is_bf16_supported(),
@@ -99,7 +106,10 @@ def run_grpo(profile: Profile, dataset_dir: Path, model_dir: str | Path, out_dir
         from peft import LoraConfig
 
         peft_config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
-    trainer = GRPOTrainer(
+    settings = {"stage": cfg.model_dump(), **resume_settings(dataset_dir, model_dir)}
+    resume = prepare_resume(Path(out_dir) / TRAINER_DIR, settings)
+    trainer = with_exact_resume(GRPOTrainer)(
+        callbacks=[LiveMetricsCallback()],
         model=loaded.model,
         reward_funcs=reward_funcs,
         args=grpo_config(profile, Path(out_dir), len(rows)),
@@ -108,7 +118,7 @@ def run_grpo(profile: Profile, dataset_dir: Path, model_dir: str | Path, out_dir
         peft_config=peft_config,
         tools=tools,
     )
-    result = trainer.train()
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     model = trainer.model
     loaded.model = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
     history = [row for row in trainer.state.log_history if "reward" in row]
@@ -121,6 +131,7 @@ def run_grpo(profile: Profile, dataset_dir: Path, model_dir: str | Path, out_dir
         "reward_first": rewards[0][1] if rewards else float("nan"),
         "reward_last": rewards[-1][1] if rewards else float("nan"),
         "train_runtime_s": float(result.metrics.get("train_runtime", 0.0)),
+        "resumed_from_step": checkpoint_step(resume),
     }
     for fn in reward_funcs:
         key = f"rewards/{fn.__name__}/mean"
