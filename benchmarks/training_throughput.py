@@ -16,7 +16,8 @@ texts; float32, batch 8, `max_length` 512. Rows, each on the same examples and t
 Only non-padding tokens count. Steps after `--warmup` are timed with a callback; `--rounds` interleave the runs and
 the median round is reported, since the machine may be shared.
 
-    .venv/bin/python benchmarks/training_throughput.py [--steps 8] [--rounds 2] [--threads 2] [--write-docs]
+    .venv/bin/python benchmarks/training_throughput.py [--steps 8] [--rounds 2] [--threads 2] [--mixes sft,cpt]
+        [--write-docs]
 """
 
 from __future__ import annotations
@@ -175,6 +176,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the median is reported")
+    parser.add_argument("--mixes", default="sft,cpt", help="comma-separated: sft, cpt")
     parser.add_argument("--write-docs", action="store_true", help=f"write the table into {DOC.relative_to(ROOT)}")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -187,7 +189,7 @@ def main() -> None:
         tmp = Path(tmp)
         folder, records = shared_records(root / "data", tmp)
         loaded = build_model(tmp, records)
-        mixes = length_mixes(loaded, folder)
+        mixes = {k: v for k, v in length_mixes(loaded, folder).items() if k in args.mixes.split(",")}
         state = {k: v.clone() for k, v in loaded.model.state_dict().items()}
         modes = ("plain", "padded", "packed")
         measured: dict[tuple[str, str], list[float]] = {(m, x): [] for x in mixes for m in modes}
@@ -210,8 +212,8 @@ def main() -> None:
     names = {"plain": "plain HF Trainer (padded, text only)", "padded": "medfoundry padded (previous path)",
              "packed": "medfoundry packed (padding-free)"}
     machine = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} threads"
-    command = (f".venv/bin/python benchmarks/training_throughput.py --steps {args.steps} --rounds {args.rounds} "
-               f"--threads {args.threads}")
+    command = (f".venv/bin/python benchmarks/training_throughput.py --steps {args.steps} --warmup {args.warmup} "
+               f"--rounds {args.rounds} --threads {args.threads} --mixes {args.mixes}")
     mix_line = "; ".join(
         f"{mix}: {s['examples']} examples, mean {s['mean_length']:.0f} tokens, {s['with_image']} with an image"
         for mix, s in stats.items()

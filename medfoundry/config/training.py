@@ -47,6 +47,8 @@ class TrainStageConfig(Section):
     # Padding-free packing: each batch's examples end to end in one row, attention and loss kept within each example
     # (position ids restart per example). Same loss as the padded path, without computing on padding.
     packing: bool = False
+    # Recompute activations in the backward pass instead of keeping them (large models; slower steps).
+    gradient_checkpointing: bool = False
     # Curriculum: phases in order; when set, the stage trains their summed steps (max_steps is not used).
     curriculum: list[CurriculumPhase] = Field(default_factory=list)
     # Steps between logged points (loss, lr, grad norm, tokens/s), streamed to MLflow while training.

@@ -237,6 +237,14 @@ class TokenCountingCollator:
         return out
 
 
+def training_device() -> str | None:
+    """Where this process trains: its own GPU under torchrun (LOCAL_RANK), so ranks do not all load onto cuda:0
+    first; None (load_model's default) on CPU or without a launcher."""
+    if not torch.cuda.is_available():
+        return None
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+
+
 def deepspeed_stage(stage_cfg: TrainStageConfig, cluster_stage: int = 0) -> int:
     """The stage section's ZeRO stage wins; else the cluster's."""
     return stage_cfg.deepspeed_stage or cluster_stage
@@ -277,6 +285,7 @@ def training_arguments(
         bf16=on_gpu and torch.cuda.is_bf16_supported(),
         remove_unused_columns=False,
         dataloader_num_workers=0,
+        gradient_checkpointing=stage_cfg.gradient_checkpointing,
         disable_tqdm=True,
         deepspeed=build_deepspeed_config(zero_stage) if zero_stage else None,
     )

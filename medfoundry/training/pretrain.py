@@ -24,6 +24,7 @@ from medfoundry.training.common import (
     reweight_from_feature_store,
     sample_weight,
     train_causal_lm,
+    training_device,
 )
 from medfoundry.training.curriculum import example_tier
 from medfoundry.training.qa import is_qa, record_image
@@ -74,7 +75,7 @@ def run_pretrain(
     """Continue pretraining `base_model` (folder, s3://, hf id) on `dataset_dir`; save to `out_dir`; return metrics
     (loss_first/last, final_loss, steps, train_tokens, tokens_per_s, examples, ...)."""
     cfg = profile.pretrain
-    loaded = load_model(base_model, profile.model)
+    loaded = load_model(base_model, profile.model, device=training_device())
     examples, empty = pretrain_examples(loaded, Path(dataset_dir))
     weights_from = reweight_from_feature_store(profile, examples)
     encoded, stats = encode_examples(loaded, examples, min(cfg.max_length, profile.model.max_length))

@@ -24,6 +24,7 @@ from medfoundry.training.common import (
     reweight_from_feature_store,
     sample_weight,
     train_causal_lm,
+    training_device,
 )
 from medfoundry.training.curriculum import example_tier
 from medfoundry.training.qa import is_qa, qa_messages, record_image, sft_target
@@ -73,7 +74,7 @@ def run_sft(
 ) -> dict[str, Any]:
     """Fine-tune `model_dir` on the dataset's training QA records; save to `out_dir`; return metrics."""
     cfg = profile.sft
-    loaded = load_model(model_dir, profile.model)
+    loaded = load_model(model_dir, profile.model, device=training_device())
     traces, report = None, None
     if cfg.reasoning_format == "structured":
         records = [r for r in read_records(Path(dataset_dir)) if r.split == "train" and is_qa(r)]

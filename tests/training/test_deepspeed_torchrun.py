@@ -30,7 +30,6 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("stage", [2, 3])
 def test_sft_zero_on_two_cpu_processes(stage, tmp_path, tiny_profile):
     from medfoundry.data.records import read_records
