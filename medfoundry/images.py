@@ -55,18 +55,18 @@ def image_tag() -> str:
     return f"{__version__}-{git_sha()}"
 
 
-def component_image(kind: ImageKind = "cpu") -> str:
+def component_image(kind: ImageKind = "cpu", registry: str = "") -> str:
     """The image for a pipeline component: ghcr.io/medfoundry/medfoundry-<kind>:<version>-<sha7>.
 
     $MEDFOUNDRY_IMAGE replaces the whole name (cpu and gpu alike; use it for a single-image setup);
-    $MEDFOUNDRY_IMAGE_REGISTRY replaces the registry prefix.
+    `registry` (the profile's cluster.image_registry), else $MEDFOUNDRY_IMAGE_REGISTRY, replaces the registry prefix.
     """
     if kind not in ("cpu", "gpu"):
         raise ValueError(f"image kind must be 'cpu' or 'gpu', got {kind!r}")
     explicit = os.environ.get("MEDFOUNDRY_IMAGE", "").strip()
     if explicit:
         return explicit
-    registry = os.environ.get("MEDFOUNDRY_IMAGE_REGISTRY", "").strip().rstrip("/") or DEFAULT_REGISTRY
+    registry = (registry or os.environ.get("MEDFOUNDRY_IMAGE_REGISTRY", "")).strip().rstrip("/") or DEFAULT_REGISTRY
     return f"{registry}/medfoundry-{kind}:{image_tag()}"
 
 

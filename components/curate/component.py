@@ -8,13 +8,13 @@ from medfoundry.images import component_image
 
 @dsl.component(base_image=component_image("cpu"), install_kfp_package=False)
 def curate(
-    profile: str, parent_run_id: str, validated_data: Input[Dataset], curated_data: Output[Dataset]
+    profile: str, validated_data: Input[Dataset], curated_data: Output[Dataset]
 ) -> None:
     from medfoundry.pipeline.stages import run_stage
 
     run_stage(
         "curate",
         profile,
-        parent_run_id,
+        "",
         paths={"validated_data": validated_data.path, "curated_data": curated_data.path},
     )

@@ -7,7 +7,7 @@ from medfoundry.images import component_image
 
 
 @dsl.component(base_image=component_image("cpu"), install_kfp_package=False)
-def ingest(profile: str, parent_run_id: str, raw_data: Output[Dataset]) -> None:
+def ingest(profile: str, raw_data: Output[Dataset]) -> None:
     from medfoundry.pipeline.stages import run_stage
 
-    run_stage("ingest", profile, parent_run_id, paths={"raw_data": raw_data.path})
+    run_stage("ingest", profile, "", paths={"raw_data": raw_data.path})

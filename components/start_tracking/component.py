@@ -6,10 +6,10 @@ from medfoundry.images import component_image
 
 
 @dsl.component(base_image=component_image("cpu"), install_kfp_package=False)
-def start_tracking(profile: str, pipeline_run_id: str) -> str:
+def start_tracking(profile: str, pipeline_run_id: str, pipeline: str = "medical-mllm-recipe") -> str:
     import yaml
 
     from medfoundry.config.profile import parse_profile
     from medfoundry.tracking import start_pipeline_run
 
-    return start_pipeline_run(parse_profile(yaml.safe_load(profile)), "medical-mllm-recipe", pipeline_run_id)
+    return start_pipeline_run(parse_profile(yaml.safe_load(profile)), pipeline, pipeline_run_id)

@@ -8,13 +8,13 @@ from medfoundry.images import component_image
 
 @dsl.component(base_image=component_image("cpu"), install_kfp_package=False)
 def validate(
-    profile: str, parent_run_id: str, raw_data: Input[Dataset], validated_data: Output[Dataset]
+    profile: str, raw_data: Input[Dataset], validated_data: Output[Dataset]
 ) -> None:
     from medfoundry.pipeline.stages import run_stage
 
     run_stage(
         "validate",
         profile,
-        parent_run_id,
+        "",
         paths={"raw_data": raw_data.path, "validated_data": validated_data.path},
     )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 from rich.console import Console
 
@@ -24,36 +22,28 @@ def register(app: typer.Typer) -> None:
 
     @pipelines.command()
     def upload(
-        package: Path = typer.Argument(
-            None, help="Compiled pipeline IR YAML; omitted: compile --pipeline now.", exists=True, dir_okay=False
-        ),
         pipeline: str = typer.Option("medical-mllm-recipe", "--pipeline", help="Pipeline name on the cluster."),
+        profile: str = typer.Option("production-7b", "--profile", "-p", help="Profile the pipeline is compiled for."),
+        set_: list[str] = typer.Option(None, "--set", help="Profile overrides, key=value."),
         host: str = typer.Option(
             None, "--host", envvar="KF_PIPELINES_ENDPOINT", help="Kubeflow Pipelines API, e.g. http://localhost:8080."
         ),
-        version: str = typer.Option(None, "--version", help="Version name; default <package version>-<git sha7>."),
         description: str = typer.Option(None, "--description"),
     ) -> None:
-        """Upload a pipeline version: creates the pipeline on first upload, adds a version after that."""
-        import tempfile
+        """Compile the pipeline for a profile and upload it as version <package version>-<git sha7>-<profile hash8>
+        (the version `medfoundry submit` with the same profile runs)."""
+        from medfoundry.cli import load_profile_or_exit
+        from medfoundry.cluster.pipelines import publish_pipeline
 
-        from medfoundry.cluster.pipelines import compile_to, upload_pipeline
-
-        with tempfile.TemporaryDirectory(prefix="medfoundry-compile-") as tmp:
-            if package is None:
-                try:
-                    package = compile_to(pipeline, tmp)
-                except KeyError as err:
-                    err_console.print(f"[bold red]error:[/] {err}")
-                    raise typer.Exit(2) from None
-                console.print(f"compiled [bold]{package.name}[/]")
-            try:
-                result = upload_pipeline(
-                    package, pipeline, host=host, version_name=version, description=description
-                )
-            except Exception as err:  # noqa: BLE001 - any API or connection error ends the command with its text
-                err_console.print(f"[bold red]error:[/] upload to {host or 'the in-cluster KFP API'} failed: {err}")
-                raise typer.Exit(1) from None
+        resolved = load_profile_or_exit(profile, set_)
+        try:
+            result = publish_pipeline(pipeline, resolved, host=host, description=description)
+        except KeyError as err:
+            err_console.print(f"[bold red]error:[/] {err}")
+            raise typer.Exit(2) from None
+        except Exception as err:  # noqa: BLE001 - any API or connection error ends the command with its text
+            err_console.print(f"[bold red]error:[/] upload to {host or 'the in-cluster KFP API'} failed: {err}")
+            raise typer.Exit(1) from None
         what = "created pipeline and version" if result.created_pipeline else (
             "added version" if result.created_version else "version already present"
         )

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from medfoundry.images import component_image
+
 StageKind = Literal["cpu", "gpu", "trainjob"]
 
 # The chart's ReadWriteMany cache volume (tokenizers, extracted ontologies, HF and torch-extension caches).
@@ -15,10 +17,22 @@ CACHE_PVC = "medfoundry-cache"
 CACHE_MOUNT = "/cache"
 S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 NON_ROOT_UID = 10001
+# Data stages find their MLflow parent run through the KFP run id instead of taking the parent run id as an input,
+# so their cache key holds only the profile and their input data. KFP labels every pod of a run with its id.
+PIPELINE_RUN_ENV = "MEDFOUNDRY_PIPELINE_RUN_ID"
+KFP_RUN_ID_FIELD = "metadata.labels['pipeline/runid']"
+
+
+def step_image(cluster: Any, stage_kind: StageKind) -> str:
+    """GPU steps get the GPU image; CPU steps and TrainJob launchers (which only wait on a job) the CPU image."""
+    if stage_kind == "gpu":
+        return cluster.gpu_image or component_image("gpu", cluster.image_registry)
+    return cluster.image or component_image("cpu", cluster.image_registry)
 
 
 def apply_kubernetes_settings(task: Any, profile: Any, stage_kind: StageKind = "cpu") -> Any:
-    """Add Secrets as env, the cache PVC, labels and (for `gpu`) GPU limits, node selectors and tolerations.
+    """Add the step's image, CPU/memory requests and limits, retry policy, Secrets as env, the cache PVC, labels and
+    (for `gpu`) GPU limits, node selectors and tolerations.
 
     stage_kind: `cpu` for curation/evaluation/orchestration steps, `gpu` for steps that use a GPU inside the pipeline
     pod, `trainjob` for the CPU step that launches a TrainJob and waits for it (the GPUs belong to the TrainJob).
@@ -30,6 +44,15 @@ def apply_kubernetes_settings(task: Any, profile: Any, stage_kind: StageKind = "
         return task
     from kfp import kubernetes
 
+    from medfoundry.config.sections import _default_step_resources
+
+    task.set_container_image(step_image(cluster, stage_kind))
+    resources = cluster.step_resources.get(stage_kind) or _default_step_resources()[stage_kind]
+    task.set_cpu_request(resources.cpu_request).set_cpu_limit(resources.cpu_limit)
+    task.set_memory_request(resources.memory_request).set_memory_limit(resources.memory_limit)
+    if cluster.step_retries:
+        task.set_retry(cluster.step_retries, backoff_duration=cluster.step_retry_backoff, backoff_factor=2.0)
+    kubernetes.use_field_path_as_env(task, env_name=PIPELINE_RUN_ENV, field_path=KFP_RUN_ID_FIELD)
     kubernetes.use_secret_as_env(task, secret_name=cluster.storage_secret, secret_key_to_env={k: k for k in S3_KEYS})
     cache_pvc = getattr(cluster, "cache_pvc", CACHE_PVC)
     if cache_pvc:

@@ -1,4 +1,9 @@
-"""Upload compiled pipelines to a Kubeflow Pipelines API, one pipeline version per package version + git commit."""
+"""Publish pipelines to a Kubeflow Pipelines API: one pipeline version per package version + git commit + profile.
+
+The compiled IR depends on the profile (images, requests, GPUs, Secrets, retries), so `upload` and `submit` share
+`publish_pipeline`: compile for the profile, upload as `<version>-<sha7>-<profile hash8>`. A submit therefore runs
+exactly the version an upload of the same profile created, never one compiled for another profile.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medfoundry.config import profile_hash
 from medfoundry.images import image_tag
 
 
@@ -30,9 +36,9 @@ class SubmitResult:
     url: str
 
 
-def pipeline_version_name() -> str:
-    """`<package version>-<git sha7>`, the same tag as the images the compiled components name."""
-    return image_tag()
+def pipeline_version_name(profile: Any) -> str:
+    """`<package version>-<git sha7>-<profile hash8>`: the images' tag plus the profile the IR was compiled for."""
+    return f"{image_tag()}-{profile_hash(profile)[:8]}"
 
 
 def _find_version(client: Any, pipeline_id: str, version_name: str) -> str | None:
@@ -50,10 +56,10 @@ def upload_pipeline(
     *,
     host: str | None = None,
     client: Any = None,
-    version_name: str | None = None,
+    version_name: str,
     description: str | None = None,
 ) -> UploadResult:
-    """Upload `package_path` (compiled pipeline IR YAML) as a version of `pipeline_name`.
+    """Upload `package_path` (compiled pipeline IR YAML) as version `version_name` of `pipeline_name`.
 
     The first upload creates the pipeline (KFP names its first version after the pipeline) and then adds the
     versioned name; later uploads add a version. An existing version of the same name is reported, not duplicated.
@@ -65,7 +71,6 @@ def upload_pipeline(
         import kfp
 
         client = kfp.Client(host=host)
-    version_name = version_name or pipeline_version_name()
     pipeline_id = client.get_pipeline_id(pipeline_name)
     created_pipeline = pipeline_id is None
     if created_pipeline:
@@ -85,6 +90,30 @@ def compile_to(pipeline_name: str, out_dir: str | Path, profile: Any = None) -> 
     return compile_pipeline(pipeline_name, Path(out_dir), profile)
 
 
+def publish_pipeline(
+    pipeline_name: str,
+    profile: Any,
+    *,
+    host: str | None = None,
+    client: Any = None,
+    description: str | None = None,
+    package_path: str | Path | None = None,
+) -> UploadResult:
+    """Compile `pipeline_name` for `profile` (or take `package_path`, compiled for it) and upload it as version
+    `pipeline_version_name(profile)`; an existing version of that name is reused."""
+    import tempfile
+
+    if client is None:
+        import kfp
+
+        client = kfp.Client(host=host)
+    with tempfile.TemporaryDirectory(prefix="medfoundry-compile-") as tmp:
+        package = Path(package_path) if package_path else compile_to(pipeline_name, tmp, profile)
+        return upload_pipeline(
+            package, pipeline_name, client=client, version_name=pipeline_version_name(profile), description=description
+        )
+
+
 def submit_pipeline(
     pipeline_name: str,
     profile: Any,
@@ -95,17 +124,13 @@ def submit_pipeline(
     client: Any = None,
     package_path: str | Path | None = None,
 ) -> SubmitResult:
-    """Compile (unless `package_path` is given), upload as version `<version>-<sha7>`, and start a run of it with
-    `profile` under the profile's pipeline ServiceAccount (the one allowed to create TrainJobs)."""
-    import tempfile
-
+    """Publish the profile's pipeline version (`publish_pipeline`) and start a run of it with `profile` under the
+    profile's pipeline ServiceAccount (the one allowed to create TrainJobs)."""
     if client is None:
         import kfp
 
         client = kfp.Client(host=host, namespace=namespace or "kubeflow")
-    with tempfile.TemporaryDirectory(prefix="medfoundry-compile-") as tmp:
-        package = Path(package_path) if package_path else compile_to(pipeline_name, tmp, profile)
-        uploaded = upload_pipeline(package, pipeline_name, client=client)
+    uploaded = publish_pipeline(pipeline_name, profile, client=client, package_path=package_path)
     exp = client.create_experiment(experiment, namespace=namespace)
     run = client.run_pipeline(
         experiment_id=exp.experiment_id,

@@ -14,8 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from medfoundry.cluster.kfp_settings import CACHE_MOUNT, CACHE_PVC
-from medfoundry.images import component_image
+from medfoundry.cluster.kfp_settings import CACHE_MOUNT, CACHE_PVC, step_image
 
 GROUP = "trainer.kubeflow.org"
 VERSION = "v1alpha1"
@@ -110,7 +109,7 @@ def build_trainjob(
         raise ValueError("args must name the medfoundry command each training process runs")
     cluster = _cluster_section(profile)
     gpus = cluster.gpus_per_node
-    image = (cluster.gpu_image or component_image("gpu")) if gpus else (cluster.image or component_image("cpu"))
+    image = step_image(cluster, "gpu" if gpus else "cpu")
     resources: dict[str, Any] = {"requests": {"cpu": "2", "memory": "8Gi"}}
     if gpus:
         resources = {

@@ -18,6 +18,9 @@ class EvalConfig(Section):
     batch_size: int = Field(8, ge=1)
     max_new_tokens: int = Field(16, ge=1)
     prompt_mode: Literal["plain", "reasoning"] = "plain"
+    # generative: our prompts, generated answers read by the extractors (MedEvalKit-style rules);
+    # loglikelihood: options scored by log-likelihood exactly as lm-evaluation-harness 0.4.13 (leaderboard numbers).
+    protocol: Literal["generative", "loglikelihood"] = "generative"
     bootstrap_samples: int = Field(1000, ge=10)
     seed: int = 0
     # Medical Entity Tree for rarity tiers and report entity metrics: "auto" (the workspace's cached tree for the

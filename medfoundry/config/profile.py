@@ -27,7 +27,12 @@ PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
 
 
 class ProfileError(ValueError):
-    """A profile that cannot be used; str() is one line naming the field and the reason."""
+    """A profile that cannot be used; str() is one line naming the field and the reason. `fields` maps each
+    invalid dotted field to its reason (the console shows them next to the form fields)."""
+
+    def __init__(self, message: str, fields: dict[str, str] | None = None):
+        super().__init__(message)
+        self.fields = fields or {}
 
 
 class Profile(Section):
@@ -68,13 +73,20 @@ def _format_error(source: str, err: ValidationError) -> str:
     return f"{source}: {loc}: {msg}{more}"
 
 
+def _field_errors(err: ValidationError) -> dict[str, str]:
+    return {
+        ".".join(str(p) for p in e["loc"]) or "<root>": "unknown field" if e["type"] == "extra_forbidden" else e["msg"]
+        for e in err.errors()
+    }
+
+
 def parse_profile(data: Any, source: str = "<profile>") -> Profile:
     if not isinstance(data, dict):
         raise ProfileError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
     try:
         return Profile.model_validate(data)
     except ValidationError as err:
-        raise ProfileError(_format_error(source, err)) from None
+        raise ProfileError(_format_error(source, err), _field_errors(err)) from None
 
 
 def load_profile(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Profile:

@@ -14,11 +14,18 @@ Environment = Literal["dev", "staging", "prod"]
 class GateConfig(Section):
     # Minimum main score per benchmark name ("heldout" is the recipe's own held-out split).
     min_scores: dict[str, float] = Field(default_factory=dict)
-    # Largest allowed drop versus the current champion (absolute score points, 0..1); a drop that stays inside the
-    # candidate's 95% interval is treated as noise.
+    # Ceilings on any flat metric key, e.g. {"heldout/unparseable_rate": 0.5}: the model must answer in a form the
+    # extractor reads. A named key the candidate does not report refuses.
+    max_metrics: dict[str, float] = Field(default_factory=dict)
+    # Largest allowed drop versus the current champion (absolute score points, 0..1), judged on the paired
+    # difference over the items both were scored on: refused when the lower bound of the paired bootstrap interval
+    # of candidate - champion is below -max_regression.
     max_regression: float = Field(0.02, ge=0.0, le=1.0)
     # Per-benchmark overrides of max_regression.
     max_regression_by_benchmark: dict[str, float] = Field(default_factory=dict)
+    # Paired bootstrap settings (one-sided lower bound at `confidence`).
+    bootstrap_samples: int = Field(2000, ge=100)
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
     require_rare_not_worse: bool = True
     max_hallucination_rate: float | None = Field(None, ge=0.0, le=1.0)
 

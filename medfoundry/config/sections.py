@@ -28,6 +28,9 @@ class TrackingConfig(Section):
     uri: str = ""
     experiment: str = "medical-mllm-recipe"
     registered_model: str = "medfoundry-medvlm"
+    # The object store behind the tracking server's artifact proxy (its `--artifacts-destination`; the chart's is
+    # s3://<s3.buckets.mlflow>): promotion maps `mlflow-artifacts:` model locations under it for KServe.
+    artifacts_destination: str = ""
 
 
 class DataConfig(Section):
@@ -66,6 +69,24 @@ class ModelConfig(Section):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
 
 
+class StepResources(Section):
+    """CPU and memory for one kind of pipeline step (Kubernetes quantities)."""
+
+    cpu_request: str = "1"
+    memory_request: str = "4Gi"
+    cpu_limit: str = "2"
+    memory_limit: str = "8Gi"
+
+
+def _default_step_resources() -> dict[str, StepResources]:
+    return {
+        "cpu": StepResources(),
+        "gpu": StepResources(cpu_request="8", memory_request="64Gi", cpu_limit="16", memory_limit="128Gi"),
+        # The launcher only submits a TrainJob and watches it; the copy of inputs to the cache volume is its peak.
+        "trainjob": StepResources(cpu_request="250m", memory_request="1Gi", cpu_limit="1", memory_limit="2Gi"),
+    }
+
+
 class ClusterConfig(Section):
     """Where the pipeline's heavy steps run. `local`: in-process (kfp.local); `kubernetes`: TrainJobs on a cluster."""
 
@@ -73,6 +94,17 @@ class ClusterConfig(Section):
     namespace: str = "medfoundry"
     image: str = ""  # empty: the versioned project image (see medfoundry.images)
     gpu_image: str = ""
+    # The operator's registry (the chart's image.registry) for the versioned images; empty: $MEDFOUNDRY_IMAGE_REGISTRY
+    # at compile time, else ghcr.io/medfoundry.
+    image_registry: str = ""
+    # CPU/memory requests and limits per step kind (cpu, gpu, trainjob); every compiled task gets its kind's.
+    step_resources: dict[Literal["cpu", "gpu", "trainjob"], StepResources] = Field(
+        default_factory=_default_step_resources
+    )
+    # Retries of a failed step (S3, MLflow and API-server hiccups, preempted nodes); steps are written to be re-run:
+    # stages overwrite their outputs, a TrainJob launcher re-attaches to its job.
+    step_retries: int = Field(2, ge=0)
+    step_retry_backoff: str = "60s"
     nodes: int = Field(1, ge=1)
     gpus_per_node: int = Field(0, ge=0)
     node_selector: dict[str, str] = Field(default_factory=dict)

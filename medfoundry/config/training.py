@@ -79,6 +79,41 @@ class SFTConfigSection(TrainStageConfig):
     teacher: TeacherConfig | None = None
 
 
+class RLPhase(Section):
+    """One RL phase: RFT (rejection-sampling fine-tuning on the policy's own correct, safe samples) or GRPO on a pool.
+
+    Pools (medfoundry.training.grpo.POOLS): all; banded (pass rate in `prompt_pool.pass_rate_band`, plus tool-use
+    and multi-turn items); closed (answers with a closed form: option, yes/no, number, set, regex); red_flag
+    (questions with a red-flag symptom or a dose); rare (items naming a rare entity); image (items with an image);
+    tools (items that expect a tool call)."""
+
+    name: str
+    kind: Literal["rft", "grpo"] = "grpo"
+    pool: Literal["all", "banded", "closed", "red_flag", "rare", "image", "tools"] = "all"
+    max_steps: int = Field(2, ge=1)
+    # GRPO reward mixture for this phase (name -> weight); empty: the section's `rewards`.
+    rewards: dict[str, float] = Field(default_factory=dict)
+
+
+class PromptPoolConfig(Section):
+    """Build 1: sample `samples_per_prompt` answers per candidate prompt from the current policy and keep prompts
+    whose pass rate lies in `pass_rate_band` (inclusive), plus tool-use and multi-turn items."""
+
+    enabled: bool = False
+    samples_per_prompt: int = Field(4, ge=1)
+    pass_rate_band: tuple[float, float] = (0.6, 0.8)
+    max_candidates: int | None = Field(None, ge=1)
+    max_new_tokens: int = Field(32, ge=1)
+    temperature: float = Field(1.0, gt=0)
+
+
+class JudgeConfig(Section):
+    """An OpenAI-compatible chat endpoint that scores rubric items instead of the keyword rules."""
+
+    endpoint: str
+    model: str
+
+
 class RLConfig(TrainStageConfig):
     learning_rate: float = Field(1e-5, gt=0)
     num_generations: int = Field(4, ge=2)
@@ -91,3 +126,22 @@ class RLConfig(TrainStageConfig):
     # Tools the policy may call during rollouts (names in medfoundry.training.tools.TOOLS); empty: no tool calling.
     tools: list[str] = Field(default_factory=list)
     max_tool_calling_iterations: int = Field(2, ge=1)
+    # Tool-requiring tasks (medfoundry.training.agentic) added to the RL rows; 0: none.
+    agentic_tasks: int = Field(0, ge=0)
+    # An unsafe answer (medfoundry.training.rewards.safety) gets 0 for every reward.
+    safety_gate: bool = True
+    judge: JudgeConfig | None = None
+    # RFT -> foundation -> specialization -> alignment; empty: one GRPO phase on all rows with `rewards`/`max_steps`.
+    phases: list[RLPhase] = Field(default_factory=list)
+    prompt_pool: PromptPoolConfig = Field(default_factory=PromptPoolConfig)
+    # Image rows keep their image (TRL's "image" column) so the vision tower is trained too.
+    images: bool = True
+    # batch_size is prompts (groups) per step; each group has num_generations completions.
+    # Clip-higher (DAPO): the upper PPO clip bound; None: symmetric with epsilon.
+    epsilon_high: float | None = Field(None, gt=0)
+    # Entropy bonus that switches on when the mean token entropy falls to this value (TRL adaptive entropy
+    # control); None: no bonus.
+    entropy_target: float | None = Field(None, gt=0)
+    # TRL's vLLM generation (GPU only); unmeasured in this project (no GPU was lent).
+    use_vllm: bool = False
+    vllm_mode: Literal["colocate", "server"] = "colocate"

@@ -31,7 +31,7 @@ from medfoundry.entities import negation
 from medfoundry.entities.normalize import DOCUMENT_SEPARATOR, code_points, fold, is_acronym, normalize_form
 from medfoundry.entities.tree import EntityTree
 
-LINKER_VERSION = "2"  # bump when matching or form selection changes: invalidates cached linkers
+LINKER_VERSION = "3"  # bump when matching or form selection changes: invalidates cached linkers
 _ENTITY, _PRE, _POST, _PSEUDO, _TERMINATOR = 0, 1, 2, 3, 4
 _SEPARATOR = f" {DOCUMENT_SEPARATOR} "
 _BRACKETED = re.compile(r"\s*[\[(][^\])]*[\])]")
@@ -42,6 +42,21 @@ _EPONYM_HEAD = re.compile(
     r"\b([A-Z][a-z]+(?<!al)(?<!ic)(?<!ous)(?<!ary)(?<!ive)(?<!ar)(?<!oid)(?<!ed)(?<!ac))"
     r"(?= (?:disease|syndrome|palsy|sign|anomaly|phenomenon|encephalitis)\b)"
 )
+# OMIM/Orphanet write qualifiers after a comma: "Pulmonary disease, chronic obstructive", "Spastic paraplegia 8,
+# autosomal recessive", "Czech dysplasia, metatarsal type"; running text puts them first or leaves them out.
+_SUBTYPE_QUALIFIER = re.compile(
+    r"^(?:\w+ type|type \w+|autosomal (?:dominant|recessive)|x-linked(?: recessive| dominant)?|"
+    r"(?:early|late|adult|juvenile|infantile|childhood)[- ]onset|familial|congenital|isolated|nonsyndromic)$",
+    re.IGNORECASE,
+)
+# "Menkes disease" is also "Menkes syndrome": an eponym names one disorder whichever head noun follows it.
+_EPONYM_SWAP = re.compile(r"^((?:[A-Z][a-z'’]+[- ])*[A-Z][a-z'’]+) (disease|syndrome)$")
+# "15q13.3 microdeletion syndrome" is written "15q13.3 microdeletion"; "Type III glycogen storage disease" is written
+# "glycogen storage disease type III".
+_ADJECTIVE_ENDINGS = ("al", "ic", "ous", "ary", "ive", "ar", "oid", "ed", "ac", "tory")
+_CHROMOSOMAL_SYNDROME = re.compile(r"^(.*\d.*(?:deletion|duplication|microdeletion|microduplication|trisomy|tetrasomy)) syndrome$", re.I)
+_LEADING_TYPE = re.compile(r"^type (\w+) (.+)$", re.IGNORECASE)
+_TRAILING_NUMBER = re.compile(r"^(.*[a-z]) (\d+[a-z]?|[ivx]+[a-z]?)$", re.IGNORECASE)
 _ROMAN = ("i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x")
 _TYPE_NUMBER = re.compile(r"\b(type|group|class) (\d+|[ivx]+)\b", re.IGNORECASE)
 _PLURAL_KINDS = frozenset({"disease", "phenotype", "symptom", "injury", "anatomy"})
@@ -458,6 +473,33 @@ def _swap_numeral(match: re.Match) -> str:
     return f"{word} {_ROMAN.index(lower) + 1}" if lower in _ROMAN else match.group(0)
 
 
+def _uninverted(form: str) -> list[str]:
+    """'Pulmonary disease, chronic obstructive' -> 'chronic obstructive Pulmonary disease'; 'Spastic paraplegia 8,
+    autosomal recessive' -> 'Spastic paraplegia 8', 'Spastic paraplegia type 8'; 'Migraine, familial hemiplegic, 1'
+    -> 'familial hemiplegic Migraine 1', '... type 1'; 'Czech dysplasia, metatarsal type' -> 'Czech dysplasia'."""
+    head, *qualifiers = (part.strip() for part in form.split(", "))
+    if qualifiers and qualifiers[-1].lower() == "deficiency of":  # "Phosphoglycerate mutase, muscle, deficiency of"
+        return [f"{head} deficiency", " ".join([*qualifiers[:-1], head, "deficiency"])]
+    if qualifiers and qualifiers[-1].lower().endswith(" due to"):  # "CPS I deficiency, hyperammonemia due to"
+        return [head]
+    number = ""
+    if qualifiers and (qualifiers[-1].isdigit() or re.fullmatch(r"\d+[a-z]?|[ivx]+[a-z]?", qualifiers[-1], re.I)):
+        number = qualifiers.pop()
+    out = []
+    if qualifiers and (all(_SUBTYPE_QUALIFIER.match(q) for q in qualifiers) or _TRAILING_NUMBER.match(head)):
+        out.append(head)  # the qualifiers only narrow the subtype, or the head is a numbered subtype already
+    if qualifiers and not any(c.isdigit() for q in qualifiers for c in q):
+        out.append(" ".join([*qualifiers, head]))
+    if number:
+        out = [f"{text} {number}" for text in out or [head]]
+    numbered = []
+    for text in out or [head]:
+        match = _TRAILING_NUMBER.match(text)
+        if match and " type " not in f" {text.lower()} ":
+            numbered.append(f"{match.group(1)} type {match.group(2)}")
+    return out + numbered
+
+
 def _variants(form: str, kind: str) -> list[str]:
     """Spelling variants of a source form: bracketed qualifiers, ', unspecified' and possessive 's dropped or added,
     diacritics folded to ASCII, and (for diseases, phenotypes, symptoms and anatomy) the plural of the last word."""
@@ -473,6 +515,23 @@ def _variants(form: str, kind: str) -> list[str]:
         candidates.append(_EPONYM_HEAD.sub(r"\1's", form))
     if not form.isascii():
         candidates.append(unicodedata.normalize("NFKD", form).encode("ascii", "ignore").decode("ascii"))
+        # scraped text that lost its non-ASCII letters: "Behet disease", "Sjgren syndrome", "Guillain-Barr"
+        candidates.append(" ".join("".join(c for c in form if c.isascii()).split()))
+    if kind == "disease":
+        if form[:11].lower() == "hereditary " and form.endswith("deficiency"):
+            candidates.append(form[11:])  # "Hereditary butyrylcholinesterase deficiency"
+        if ", " in form:
+            candidates.extend(_uninverted(form))
+        if form.endswith(("disease", "syndrome")):
+            match = _EPONYM_SWAP.match(form)
+            if match and not match.group(1).endswith(_ADJECTIVE_ENDINGS):
+                other = "syndrome" if match.group(2) == "disease" else "disease"
+                candidates.append(f"{match.group(1)} {other}")
+            match = _CHROMOSOMAL_SYNDROME.match(form)
+            if match:
+                candidates.append(match.group(1))
+        if form[:5].lower() == "type ":
+            candidates.append(_LEADING_TYPE.sub(r"\2 type \1", form))
     if kind in _PLURAL_KINDS:
         candidates.append(_plural(form) or "")
     lowered = form.lower()

@@ -123,11 +123,11 @@ def iter_hpo_terms(limit: int | None = None) -> Iterator[dict]:
 
 
 def iter_hpo_diseases(limit: int | None = None) -> Iterator[dict]:
-    """Diseases annotated in HPO's phenotype.hpoa: {id, name, database, phenotypes, inheritance, onset, rare}.
+    """Diseases annotated in HPO's phenotype.hpoa: {id, name, database, phenotypes, inheritance, onset}.
 
-    phenotype.hpoa is HPO's rare-disease annotation set (its header: "HPO annotations for rare diseases"), so every
-    disease here is flagged rare; `database` says whether the annotation came from OMIM, ORPHA or DECIPHER.
-    Phenotypes exclude NOT-qualified annotations.
+    `database` says whether the annotation came from OMIM, ORPHA or DECIPHER. Having HPO annotations does not make a
+    disease rare (OMIM also lists breast cancer, schizophrenia and migraine susceptibility entries): the tree decides
+    rarity from sources that define it (see `tree.RARITY_RULES`). Phenotypes exclude NOT-qualified annotations.
     """
     diseases: dict[str, dict] = {}
     fields = {"P": "phenotypes", "I": "inheritance", "C": "onset"}
@@ -149,7 +149,6 @@ def iter_hpo_diseases(limit: int | None = None) -> Iterator[dict]:
                     "phenotypes": [],
                     "inheritance": [],
                     "onset": [],
-                    "rare": True,
                 }
             if row[qualifier] == "NOT":
                 continue

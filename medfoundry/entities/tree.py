@@ -1,14 +1,21 @@
 """The Medical Entity Tree (MET): one graph of diseases, phenotypes, drugs, anatomy and symptoms from real ontologies.
 
 Sources (PyPI-shipped, always): ICD-10-CM (chapter > block > category > code), HPO phenotypes, HPO-annotated diseases
-(OMIM / Orphanet / DECIPHER, all flagged rare: phenotype.hpoa is HPO's rare-disease annotation set), drugs with MeSH
-tree numbers. Optional, from `ontology_dir`: the Human Disease Ontology (HumanDO.tsv, DO_rare_slim.obo,
+(OMIM / Orphanet / DECIPHER), drugs with MeSH tree numbers. Optional, from `ontology_dir`: the Human Disease Ontology (HumanDO.tsv, DO_rare_slim.obo,
 allXREFinDO.tsv, disease-symptom.tsv) with its symptom (symp_import.owl) and anatomy (uberon_import.owl) imports.
 
 Disease Ontology and symptom terms are merged into the other sources' nodes through one-to-one cross-references
 (DO MIM -> OMIM, ORDO -> ORPHA, ICD10CM -> ICD-10-CM, UMLS_CUI -> HPO's UMLS xref). A merged node keeps the id of its
 highest-priority member (ICD-10-CM > ORPHA > OMIM > DECIPHER > HP > drugs > DOID > SYMP > UBERON), so ids from the
 PyPI sources do not change when the Disease Ontology is added; absorbed ids are kept in `merged_ids`.
+
+Rarity comes from sources that define it (`RARITY_RULES`), never from "has HPO annotations": Orphanet-listed diseases,
+Disease Ontology rare-slim terms and the OMIM/Orphanet entries those terms cross-reference. OMIM's common-disease
+susceptibility entries are never rare. Each rare node records why in `attributes["rare_basis"]` (source, rule, code).
+
+HPO-annotated diseases hang under parents: the Disease Ontology term that cross-references them (DO is_a), the ICD-10-CM
+code a merged DO term names, else the ICD-10-CM chapter of the organ system most of their phenotypes belong to
+(`attributes["parent_basis"]` says which).
 
 Every kind hangs under a synthetic, non-linkable root `MET:<kind>` (depth 0).
 """
@@ -30,7 +37,7 @@ from medfoundry.entities.normalize import normalize_form
 
 TREE_FILE = "tree.parquet"
 META_FILE = "meta.json"
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "3"  # 2: rarity from Orphanet / DO rare slim; HPO-annotated diseases under parents
 
 KINDS = (
     "disease",
@@ -85,6 +92,57 @@ _XREF_TARGETS = {
 }
 # ICD-10-CM residual categories ("Other ...", "..., unspecified") are never merge targets.
 _RESIDUAL = re.compile(r"^other\b|\bunspecified\b|not elsewhere classified|\bNEC\b", re.IGNORECASE)
+# Why a node is rare: (source, rule) per basis; each rare node lists its bases with the code that triggered them.
+RARITY_RULES = {
+    "orphanet": (
+        "Orphanet",
+        "listed in Orphanet's nomenclature of rare diseases (ORPHA entry of HPO's phenotype.hpoa)",
+    ),
+    "do_rare_slim": (
+        "Disease Ontology",
+        "term of the DO_rare_slim subset with an Orphanet (ORDO) or OMIM cross-reference",
+    ),
+    "do_rare_slim_xref": ("Disease Ontology", "OMIM/Orphanet entry cross-referenced by a DO_rare_slim term"),
+}
+# Diseases a rare-disease source lists (Orphanet lists malaria: rare in Europe; DO's rare slim, built from GARD,
+# lists Parkinson's disease) whose prevalence is far above both thresholds (US Orphan Drug Act: < 200,000 people;
+# EU: < 1 in 2,000). Keyed by DO id; each entry cites its prevalence. Never rare.
+COMMON_BY_PREVALENCE = {
+    "DOID:14330": "Parkinson's disease: ~1 million people in the US (Parkinson's Foundation Prevalence Project, 2022)",
+    "DOID:2841": "asthma: ~25 million people in the US (CDC, Most Recent National Asthma Data, 2021)",
+    "DOID:2377": "multiple sclerosis: ~1 million people in the US (Wallin et al., Neurology 2019)",
+    "DOID:8893": "psoriasis: ~7.5 million US adults (Armstrong et al., JAMA Dermatology 2021)",
+    "DOID:9744": "type 1 diabetes: ~2 million people in the US (CDC National Diabetes Statistics Report, 2023)",
+    "DOID:10825": "essential hypertension: ~48% of US adults (CDC, Facts About Hypertension, 2023)",
+    "DOID:10283": "prostate cancer: ~3.3 million US survivors (American Cancer Society, Cancer Facts & Figures 2024)",
+    "DOID:11054": "bladder cancer: ~730,000 people in the US (NCI SEER Cancer Stat Facts, 2021)",
+    "DOID:0060060": "non-Hodgkin lymphoma: ~850,000 people in the US (NCI SEER Cancer Stat Facts, 2021)",
+    "DOID:4448": "macular degeneration: ~19.8 million people in the US (Rein et al., JAMA Ophthalmology 2022)",
+    "DOID:12365": "malaria: ~249 million cases worldwide in 2022 (WHO World Malaria Report 2023)",
+}
+# OMIM entries for susceptibility to common diseases ("Migraine with or without aura, susceptibility to, 1").
+_SUSCEPTIBILITY = re.compile(r"\bsusceptibility\b|\bmodifier of\b|\{", re.IGNORECASE)
+# HPO organ systems (children of Phenotypic abnormality) -> the ICD-10-CM chapter of diseases of that system; systems
+# that name no organ (growth, head/neck, constitutional, prenatal) do not vote.
+_SYSTEM_CHAPTER = {
+    "HP:0000119": "14",  # genitourinary
+    "HP:0000478": "7",  # eye
+    "HP:0000598": "8",  # ear
+    "HP:0000707": "6",  # nervous system
+    "HP:0000818": "4",  # endocrine
+    "HP:0001939": "4",  # metabolism/homeostasis
+    "HP:0001626": "9",  # cardiovascular
+    "HP:0001871": "3",  # blood
+    "HP:0002715": "3",  # immune system
+    "HP:0002086": "10",  # respiratory
+    "HP:0002664": "2",  # neoplasm
+    "HP:0025031": "11",  # digestive
+    "HP:0001574": "12",  # integument
+    "HP:0033127": "13",  # musculoskeletal
+    "HP:0040064": "13",  # limbs
+}
+# Multisystem disorders without an organ majority: Congenital malformations, deformations and chromosomal abnormalities.
+_DEFAULT_CHAPTER = "17"
 DO_FILES = (
     "HumanDO.tsv",
     "DO_rare_slim.obo",
@@ -123,11 +181,25 @@ def _strip_code_range(description: str) -> str:
     return description
 
 
+def _basis(rule: str, code: str) -> dict:
+    source, text = RARITY_RULES[rule]
+    return {"source": source, "rule": text, "code": code}
+
+
+def _name_key(name: str) -> str:
+    """Names compared across sources: "Marfan's syndrome" and "Marfan syndrome" are one name."""
+    return normalize_form(re.sub(r"['’]s\b", "", name))
+
+
 class _Builder:
     def __init__(self) -> None:
         self.nodes: dict[str, _Node] = {}
         self.merge_edges: list[tuple[str, str, str]] = []  # (DO-side id, target id, xref vocabulary)
         self.counts: Counter = Counter()
+        self.alias: dict[str, str] = {}
+        # OMIM/ORPHA id -> the DO term(s) cross-referencing it (their is_a places the entry in the hierarchy)
+        self.do_terms_of: dict[str, list[str]] = defaultdict(list)
+        self.rare_xrefs: dict[str, str] = {}  # OMIM/ORPHA id -> the DO_rare_slim term naming it
 
     def add(self, node: _Node) -> None:
         if node.id in self.nodes:
@@ -174,19 +246,22 @@ class _Builder:
 
     def add_hpo_diseases(self, limit: int | None) -> None:
         for row in sources.iter_hpo_diseases(limit=limit):
+            orphanet = row["database"] == "ORPHA"
+            attributes = {
+                "phenotypes": row["phenotypes"],
+                "inheritance": row["inheritance"],
+                "onset": row["onset"],
+            }
+            if orphanet:
+                attributes["rare_basis"] = [_basis("orphanet", row["id"])]
             self.add(
                 _Node(
                     id=row["id"],
                     name=row["name"],
                     kind="disease",
                     source=f"hpoa:{row['database'].lower()}",
-                    rare=row["rare"],
-                    attributes={
-                        "phenotypes": row["phenotypes"],
-                        "inheritance": row["inheritance"],
-                        "onset": row["onset"],
-                        "rare_basis": "hpo_rare_disease_annotation",
-                    },
+                    rare=orphanet,
+                    attributes=attributes,
                 )
             )
 
@@ -270,8 +345,25 @@ class _Builder:
                     attributes={"symptoms": symptoms[row["id"]]} if symptoms.get(row["id"]) else {},
                 )
             )
-            if term:
-                self.nodes[row["id"]].attributes["rare_basis"] = "do_rare_slim"
+            confirmed = any(
+                x.split(":", 1)[0] in ("MIM", "OMIM", "ORDO", "ORPHA") for x in node_xrefs
+            )
+            if term and confirmed:
+                self.nodes[row["id"]].attributes["rare_basis"] = [_basis("do_rare_slim", row["id"])]
+            elif (
+                term
+            ):  # GARD-only rare-slim terms include Alzheimer disease, tuberculosis and bipolar disorder
+                self.nodes[row["id"]].rare = False
+                self.nodes[row["id"]].attributes["not_rare_reason"] = (
+                    "DO_rare_slim term without an Orphanet or OMIM cross-reference"
+                )
+            for xref in node_xrefs:
+                prefix, _, value = xref.partition(":")
+                if prefix in ("MIM", "OMIM", "ORDO", "ORPHA"):
+                    target = f"{_XREF_TARGETS[prefix]}:{value}"
+                    self.do_terms_of[target].append(row["id"])
+                    if term and confirmed:
+                        self.rare_xrefs.setdefault(target, row["id"])
             self._add_merge_edges(row["id"], node_xrefs)
         for filename, kind, source in (
             ("symp_import.owl", "symptom", "symp"),
@@ -323,12 +415,17 @@ class _Builder:
 
         pairs: Counter = Counter()
         skipped_residual = 0
+        name_confirmed = 0
         for source_id, target, vocab in dict.fromkeys(self.merge_edges):
             targets = xref_index.get(target, [])
-            if per_source_vocab[(source_id, vocab)] != 1 or per_target[target] != 1 or len(targets) != 1:
+            if source_id not in self.nodes or len(targets) != 1:
                 continue
-            if source_id not in self.nodes:
-                continue
+            if per_source_vocab[(source_id, vocab)] != 1 or per_target[target] != 1:
+                # Not one-to-one, but the xref plus the same name say it is the same disease ("Marfan syndrome"
+                # DOID:14323 -> MIM:154700 "Marfan syndrome" while it also names the subtype entries).
+                if _name_key(self.nodes[source_id].name) != _name_key(self.nodes[targets[0]].name):
+                    continue
+                name_confirmed += 1
             if _RESIDUAL.search(self.nodes[targets[0]].name):
                 skipped_residual += (
                     1  # "Other disorders of lung" is a bucket, not the concept: keep it an xref
@@ -339,6 +436,7 @@ class _Builder:
                 keep, drop = sorted((a, b), key=_priority)
                 parent[drop] = keep
                 pairs[f"{self.nodes[source_id].source}->{self.nodes[targets[0]].source}"] += 1
+        same_name = self._merge_same_names(find, parent)
         groups: dict[str, list[str]] = defaultdict(list)
         for node_id in list(parent):
             groups[find(node_id)].append(node_id)
@@ -352,7 +450,10 @@ class _Builder:
                 keep.rare = keep.rare or other.rare
                 keep.definition = keep.definition or other.definition
                 for key, value in other.attributes.items():
-                    keep.attributes.setdefault(key, value)
+                    if key == "rare_basis":
+                        keep.attributes[key] = keep.attributes.get(key, []) + value
+                    else:
+                        keep.attributes.setdefault(key, value)
                 if _KIND_PRIORITY.get(other.kind, 99) < _KIND_PRIORITY.get(keep.kind, 99):
                     keep.kind = other.kind
             keep.attributes["merged_ids"] = sorted(member for member in members if member != keep_id)
@@ -363,10 +464,135 @@ class _Builder:
             "groups": len(groups),
             "by_pair": dict(sorted(pairs.items())),
             "skipped_residual_categories": skipped_residual,
+            "name_confirmed": name_confirmed,
+            "same_name": same_name,
         }
 
+    def _merge_same_names(self, find: Callable[[str], str], parent: dict[str, str]) -> int:
+        """Union disease nodes of different sources (OMIM, Orphanet, DECIPHER, DO, ICD-10-CM) that carry the same
+        preferred name, unless that would join two entries of one vocabulary (two ICD-10-CM codes, two OMIM
+        entries): those name different things that happen to share a label (an ICD block and its category)."""
+        tags: dict[str, set[str]] = defaultdict(set)
+        for node_id in parent:
+            tags[find(node_id)].add(node_id.split(":", 1)[0])
+
+        def vocabularies(root: str) -> set[str]:
+            return tags[root] | {root.split(":", 1)[0]}
+
+        by_name: dict[str, list[str]] = defaultdict(list)
+        for node in self.nodes.values():
+            if node.kind == "disease" and node.source.split(":")[0] in ("hpoa", "do", "icd10cm"):
+                if not _RESIDUAL.search(node.name):
+                    by_name[_name_key(node.name)].append(node.id)
+        merged = 0
+        for ids in by_name.values():
+            for other in ids[1:]:
+                a, b = find(ids[0]), find(other)
+                if a == b or vocabularies(a) & vocabularies(b) - {"DOID"}:
+                    continue
+                keep, drop = sorted((a, b), key=_priority)
+                parent[drop] = keep
+                tags[keep] = vocabularies(a) | vocabularies(b)
+                merged += 1
+        return merged
+
+    def assign_rarity(self) -> dict:
+        """Rare from the sources that define it; common-disease susceptibility entries are never rare."""
+        overruled: Counter = Counter()
+        for node in self.nodes.values():
+            if node.kind != "disease" or node.source == "met":
+                continue
+            basis = node.attributes.get("rare_basis", [])
+            for code in (node.id, *node.attributes.get("merged_ids", [])):
+                doid = self.rare_xrefs.get(code)
+                if doid and not any(b["code"] == doid for b in basis):
+                    basis = basis + [_basis("do_rare_slim_xref", f"{code} <- {doid}")]
+            common = next(
+                (
+                    COMMON_BY_PREVALENCE[c]
+                    for c in (node.id, *node.attributes.get("merged_ids", []))
+                    if c in COMMON_BY_PREVALENCE
+                ),
+                None,
+            )
+            if basis and (common or _SUSCEPTIBILITY.search(node.name)):
+                node.attributes["not_rare_reason"] = (
+                    f"prevalence: {common}" if common else "OMIM entry for susceptibility to a common disease"
+                )
+                node.attributes.pop("rare_basis", None)
+                node.rare = False
+                overruled["prevalence" if common else "susceptibility"] += 1
+                continue
+            node.rare = bool(basis)
+            if basis:
+                node.attributes["rare_basis"] = basis
+        return {f"not_rare_by_{k}": v for k, v in overruled.items()}
+
+    def attach_parents(self) -> dict:
+        """HPO-annotated diseases without a parent: under their DO term (is_a via xref), the ICD-10-CM code a merged
+        DO term names, else the ICD-10-CM chapter of the organ system most of their phenotypes belong to."""
+        system_of = self._hpo_systems()
+        how: Counter = Counter()
+        for node in list(self.nodes.values()):
+            if not node.source.startswith("hpoa:"):
+                continue
+            own = {node.id, *node.attributes.get("merged_ids", [])}
+            parents = [self.alias.get(p, p) for p in node.parents]
+            if [p for p in parents if p not in own and p in self.nodes]:
+                continue
+            codes = [node.id, *node.attributes.get("merged_ids", [])]
+            do_parents = [
+                self.alias.get(doid, doid) for code in codes for doid in self.do_terms_of.get(code, [])
+            ]
+            do_parents = [p for p in dict.fromkeys(do_parents) if p not in own and p in self.nodes]
+            icd = [x for x in node.xrefs if x.startswith("ICD10CM:") and self.alias.get(x, x) in self.nodes]
+            icd = [self.alias.get(x, x) for x in icd if self.alias.get(x, x) not in own]
+            if do_parents:
+                node.parents, basis = do_parents, "do_is_a_via_xref"
+            elif icd:
+                node.parents, basis = icd[:1], "icd10cm_xref"
+            else:
+                votes = Counter(
+                    _SYSTEM_CHAPTER[system]
+                    for phenotype in node.attributes.get("phenotypes", [])
+                    for system in system_of.get(phenotype, ())
+                    if system in _SYSTEM_CHAPTER
+                )
+                chapter = votes.most_common(1)[0][0] if votes else _DEFAULT_CHAPTER
+                if f"ICD10CM:{chapter}" not in self.nodes:
+                    continue
+                node.parents, basis = [f"ICD10CM:{chapter}"], "icd10cm_chapter_by_phenotype_system"
+            node.attributes["parent_basis"] = basis
+            how[basis] += 1
+        return dict(how)
+
+    def _hpo_systems(self) -> dict[str, frozenset[str]]:
+        """HPO term -> the organ systems (children of Phenotypic abnormality) above it."""
+        systems: dict[str, frozenset[str]] = {}
+
+        def of(term_id: str, path: frozenset = frozenset()) -> frozenset[str]:
+            if term_id in systems:
+                return systems[term_id]
+            node = self.nodes.get(term_id)
+            if node is None or term_id in path:
+                return frozenset()
+            parents = node.parents
+            if sources.HPO_PHENOTYPIC_ABNORMALITY in parents:
+                result = frozenset({term_id})
+            else:
+                result = (
+                    frozenset().union(*(of(p, path | {term_id}) for p in parents)) if parents else frozenset()
+                )
+            systems[term_id] = result
+            return result
+
+        for node_id, node in self.nodes.items():
+            if node.source == "hpo":
+                of(node_id)
+        return systems
+
     def finish(self) -> list[dict]:
-        alias = getattr(self, "alias", {})
+        alias = self.alias
         for kind in dict.fromkeys([*KINDS, *(node.kind for node in self.nodes.values())]):
             name = ROOT_NAMES.get(kind, kind.replace("_", " ").capitalize())
             self.nodes.setdefault(f"MET:{kind}", _Node(id=f"MET:{kind}", name=name, kind=kind, source="met"))
@@ -607,6 +833,8 @@ def build_tree(
         step(max_nodes_per_source)
     say("merging through cross-references")
     merges = builder.merge()
+    merges["rarity"] = builder.assign_rarity()
+    merges["attached_parents"] = builder.attach_parents()
     frame = pd.DataFrame(builder.finish())
     options = {
         "ontology_dir": str(ontology_dir) if ontology_dir else None,

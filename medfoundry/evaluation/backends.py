@@ -55,6 +55,12 @@ class HFBackend:
 
         return cls(load_model(uri, model_cfg), **kwargs)
 
+    def loglikelihood_scorer(self) -> Any:
+        """The scorer of the loglikelihood protocol, on this model's language model and tokenizer."""
+        from medfoundry.evaluation.loglikelihood import LoglikelihoodScorer
+
+        return LoglikelihoodScorer(self.loaded.model, self.loaded.tokenizer, self.batch_size)
+
     def generate(self, requests: Sequence[GenerationRequest], progress: Progress | None = None) -> list[Generation]:
         from PIL import Image
 

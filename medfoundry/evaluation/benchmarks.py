@@ -50,6 +50,24 @@ class BenchmarkDataMissing(FileNotFoundError):
     """No file in the benchmark's upstream format was found under the given data path."""
 
 
+class BenchmarkDataError(ValueError):
+    """The data cannot be read without a choice the user must make (which split, which label convention)."""
+
+
+SPLITS = ("train", "dev", "test")
+_SPLIT_ALIASES = {"validation": "dev", "valid": "dev", "val": "dev"}
+_SPLIT_IN_NAME = re.compile(r"(?:^|[_\-.])(train|dev|validation|valid|val|test)(?:set)?(?=[_\-.]|$)", re.I)
+
+
+def split_of(path: Path) -> str | None:
+    """The split a file's name says it holds (pqal_dev.json -> dev, trainset.json -> train), or None."""
+    found = _SPLIT_IN_NAME.search(Path(path).name)
+    if not found:
+        return None
+    token = found.group(1).lower()
+    return _SPLIT_ALIASES.get(token, token)
+
+
 class Benchmark:
     name: ClassVar[str]
     folder: ClassVar[str]  # the benchmark's subfolder in a data root such as ../shared/data
@@ -61,8 +79,18 @@ class Benchmark:
     # Part of `--benchmark all` (the upstream benchmarks); the recipe's held-out split is not.
     public: ClassVar[bool] = True
 
+    def __init__(self, split: str | None = None, **options: Any):
+        if split is not None and split not in SPLITS:
+            raise BenchmarkDataError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
+        self.split = split
+        self.options = options
+
     def files(self, data: Path) -> list[Path]:
-        """Accept the benchmark's own file, its folder, or a root folder holding `<folder>/`."""
+        """Accept the benchmark's own file, its folder, or a root folder holding `<folder>/`.
+
+        In a folder, files are chosen by split (the split named in the file name): with `split` set only that split's
+        files; without it, a folder holding files of more than one split is an error, so train and test items are
+        never merged."""
         data = Path(data)
         if data.is_file():
             return [data]
@@ -73,6 +101,19 @@ class Benchmark:
         if not found:
             raise BenchmarkDataMissing(
                 f"{self.name}: no {' or '.join(self.patterns)} under {base} (expected the upstream format)"
+            )
+        splits = {p: split_of(p) for p in found}
+        if self.split is not None:
+            chosen = [p for p in found if splits[p] == self.split]
+            if not chosen:
+                seen = ", ".join(f"{p.name} ({splits[p] or 'no split in name'})" for p in found[:10])
+                raise BenchmarkDataMissing(f"{self.name}: no {self.split} file under {base}; found {seen}")
+            return chosen
+        named = sorted({sp for sp in splits.values() if sp})
+        if len(named) > 1:
+            raise BenchmarkDataError(
+                f"{self.name}: {base} holds several splits ({', '.join(named)}): choose one with --split "
+                f"({'|'.join(named)}) or give the file"
             )
         return found
 
@@ -105,9 +146,9 @@ def public_benchmarks() -> list[str]:
     return sorted(name for name, cls in BENCHMARKS.items() if cls.public)
 
 
-def get_benchmark(name: str) -> Benchmark:
+def get_benchmark(name: str, split: str | None = None, **options: Any) -> Benchmark:
     try:
-        return BENCHMARKS[name]()
+        return BENCHMARKS[name](split, **options)
     except KeyError:
         raise KeyError(f"unknown benchmark {name!r}: use one of {', '.join(sorted(BENCHMARKS))}") from None
 
@@ -290,25 +331,54 @@ class MedQA(Benchmark):
 
 @register
 class MedMCQA(Benchmark):
+    """MedMCQA's `cop` is 1-based in the original release (1-4) and 0-based in the widely used Hugging Face export
+    (0-3). The convention is read from the file: a 0 means 0-based, a 4 means 1-based; a file with only 1-3 cannot
+    be told apart and is refused unless `cop_base` (0 or 1) is given."""
+
     name = "medmcqa"
     folder = "medmcqa"
     patterns = ("*.jsonl", "*.json")
-    description = "MedMCQA; JSONL with question, opa..opd and cop (1-4)"
+    description = "MedMCQA; JSONL with question, opa..opd and cop (1-4 original, 0-3 HF export; detected per file)"
+
+    def cop_base(self, path: Path) -> int:
+        given = self.options.get("cop_base")
+        if given is not None:
+            if given not in (0, 1):
+                raise BenchmarkDataError(f"cop_base must be 0 or 1, got {given!r}")
+            return int(given)
+        seen = {
+            row.get("cop")
+            for entry in iter_jsonl(path)
+            if not isinstance(entry, Skipped)
+            for row in [entry[0]]
+            if isinstance(row.get("cop"), int) and not isinstance(row.get("cop"), bool)
+        }
+        if 0 in seen and 4 in seen:
+            raise BenchmarkDataError(f"{path}: cop holds both 0 and 4: neither 0-based nor 1-based")
+        if 0 in seen:
+            return 0
+        if 4 in seen:
+            return 1
+        raise BenchmarkDataError(
+            f"{path}: cannot tell whether cop is 0-based (HF export) or 1-based (original): only values "
+            f"{sorted(seen)} occur; pass --cop-base 0 or 1"
+        )
 
     def read(self, path: Path) -> Iterator[EvalItem | Skipped]:
+        base = self.cop_base(path)
         for entry in iter_jsonl(path):
             if isinstance(entry, Skipped):
                 yield entry
                 continue
             row, line = entry
             cop = row.get("cop")
-            if isinstance(cop, bool) or not isinstance(cop, int) or not 1 <= cop <= 4:
-                yield Skipped(str(path), line, f"cop must be an integer 1-4, got {cop!r}")
+            if isinstance(cop, bool) or not isinstance(cop, int) or not base <= cop <= base + 3:
+                yield Skipped(str(path), line, f"cop must be an integer {base}-{base + 3} ({base}-based file), got {cop!r}")
                 continue
             options = {letter: row.get(f"op{letter.lower()}") for letter in "ABCD"}
             yield _multiple_choice(
                 self.name, path, line, str(row.get("id") or f"{path.stem}-{line}"), row.get("question"), options,
-                "ABCD"[cop - 1], {"subject": row.get("subject_name"), "topic": row.get("topic_name")},
+                "ABCD"[cop - base], {"subject": row.get("subject_name"), "topic": row.get("topic_name"), "cop_base": base},
             )
 
 
@@ -371,6 +441,8 @@ class VQARAD(Benchmark):
             elif not row.get("image_name") or not image.is_file():
                 yield Skipped(str(path), line, f"qid {qid}: image {row.get('image_name')!r} not found in {images}")
             else:
+                # Closed as the field counts it (LLaVA-Med, MedEvalKit): yes/no answers. An upstream CLOSED item with
+                # another answer ("left", "CT") is scored as open; its upstream label is kept.
                 closed_yes_no = answer_type == "CLOSED" and answer.lower() in ("yes", "no")
                 yield EvalItem(
                     id=str(qid),
@@ -380,7 +452,8 @@ class VQARAD(Benchmark):
                     answer=answer.lower() if closed_yes_no else answer,
                     image=image,
                     meta={
-                        "answer_type": answer_type.lower(),
+                        "answer_type": "closed" if closed_yes_no else "open",
+                        "upstream_answer_type": answer_type.lower(),
                         "organ": row.get("image_organ"),
                         "question_type": row.get("question_type"),
                     },

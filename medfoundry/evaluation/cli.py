@@ -31,8 +31,23 @@ def eval_command(
     limit: int = typer.Option(None, "--limit", min=1, help="Evaluate the first N items of each benchmark."),
     concurrency: int = typer.Option(8, "--concurrency", min=1, help="Parallel requests to the endpoint."),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="In-process batch size (profile eval.batch_size)."),
-    max_new_tokens: int = typer.Option(None, "--max-new-tokens", min=1, help="Tokens to generate (default 64)."),
-    prompt_mode: str = typer.Option("plain", "--prompt-mode", help="plain | reasoning."),
+    max_new_tokens: int = typer.Option(
+        None, "--max-new-tokens", min=1, help="Tokens to generate (default: the profile's eval.max_new_tokens, else 64)."
+    ),
+    prompt_mode: str = typer.Option(None, "--prompt-mode", help="plain | reasoning (default: the profile's, else plain)."),
+    protocol: str = typer.Option(
+        None, "--protocol",
+        help="generative (our prompts, extraction) | loglikelihood (options scored as lm-evaluation-harness 0.4.13 does; "
+        "needs --model). Default: the profile's eval.protocol, else generative.",
+    ),
+    split: str = typer.Option(
+        None, "--split", help="train | dev | test: which files of a benchmark folder (a folder with several splits needs it)."
+    ),
+    cop_base: int = typer.Option(None, "--cop-base", help="MedMCQA cop convention when a file cannot tell: 0 or 1."),
+    judge_endpoint: str = typer.Option(
+        None, "--judge-endpoint", help="OpenAI-compatible API base of an LLM judge for open answers (optional)."
+    ),
+    judge_model: str = typer.Option(None, "--judge-model", help="Model name sent to the judge endpoint."),
     timeout: float = typer.Option(120.0, "--timeout", help="Seconds per endpoint request."),
     retries: int = typer.Option(3, "--retries", min=0, help="Retries per request on errors, 429 and 5xx."),
     seed: int = typer.Option(0, "--seed"),
@@ -68,8 +83,6 @@ def eval_command(
         raise _fail("give exactly one of --endpoint URL (with --model-name) or --model URI_OR_PATH")
     if endpoint is not None and not model_name:
         raise _fail("--endpoint needs --model-name")
-    if prompt_mode not in ("plain", "reasoning"):
-        raise _fail("--prompt-mode must be plain or reasoning")
     if not data.exists():
         raise _fail(f"--data {data}: no such file or folder")
 
@@ -82,8 +95,21 @@ def eval_command(
         except ProfileError as err:
             raise _fail(str(err)) from None
     eval_cfg = resolved.eval if resolved else None
-    max_new_tokens = max_new_tokens or 64
+    # Flags win over the profile; the profile wins over the built-in defaults.
+    max_new_tokens = max_new_tokens or (eval_cfg.max_new_tokens if eval_cfg else 64)
+    prompt_mode = prompt_mode or (eval_cfg.prompt_mode if eval_cfg else "plain")
+    protocol = protocol or (eval_cfg.protocol if eval_cfg else "generative")
     batch_size = batch_size or (eval_cfg.batch_size if eval_cfg else 8)
+    if prompt_mode not in ("plain", "reasoning"):
+        raise _fail("--prompt-mode must be plain or reasoning")
+    if protocol not in ("generative", "loglikelihood"):
+        raise _fail("--protocol must be generative or loglikelihood")
+    if protocol == "loglikelihood" and endpoint is not None:
+        raise _fail("--protocol loglikelihood scores options with the model's log-probabilities: use --model")
+    if split is not None and split not in ("train", "dev", "test"):
+        raise _fail("--split must be train, dev or test")
+    if (judge_endpoint is None) != (judge_model is None):
+        raise _fail("--judge-endpoint and --judge-model go together")
 
     from medfoundry.evaluation.backends import HFBackend, OpenAIBackend
     from medfoundry.evaluation.report import log_mlflow
@@ -120,13 +146,23 @@ def eval_command(
         )
     settings = EvalSettings(
         limit=limit, prompt_mode=prompt_mode, bootstrap_samples=bootstrap, seed=seed,  # type: ignore[arg-type]
-        exclude_contaminated=exclude_contaminated,
+        exclude_contaminated=exclude_contaminated, protocol=protocol, split=split, cop_base=cop_base,
     )
+    judge = None
+    if judge_endpoint is not None:
+        from medfoundry.evaluation.judge import OpenAIJudge
+
+        judge = OpenAIJudge(judge_endpoint, judge_model, api_key, timeout_s=timeout, retries=retries)
+    from medfoundry.evaluation.benchmarks import BenchmarkDataError
+
     run_ctx = _mlflow_run(use_mlflow, names)
     with run_ctx:
-        summary = evaluate(
-            names, data, backend, out, settings, annotator=annotator, show_progress=True
-        )
+        try:
+            summary = evaluate(
+                names, data, backend, out, settings, annotator=annotator, show_progress=True, judge=judge
+            )
+        except BenchmarkDataError as err:
+            raise _fail(str(err)) from None
         if use_mlflow:
             log_mlflow(summary, out)
     _print_summary(console, summary, out)

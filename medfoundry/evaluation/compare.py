@@ -19,9 +19,11 @@ def compare_runs(
 ) -> dict[str, Any]:
     """Pair items by (benchmark, id) and bootstrap the mean score difference candidate − base.
 
-    Only items present in both runs count, so a different --limit or an excluded item never biases the delta."""
+    Only items present in both runs count, so a different --limit or an excluded item never biases the delta.
+    Benchmarks scored with different protocols raise ProtocolError: their scores are not comparable."""
     import pandas as pd
 
+    from medfoundry.evaluation.loglikelihood import check_same_protocol
     from medfoundry.evaluation.report import load_summary, render_comparison, render_report
 
     base_dir, candidate_dir = Path(base_dir), Path(candidate_dir)
@@ -29,6 +31,7 @@ def compare_runs(
     base_names = {p.parent.name for p in base_dir.glob(f"*/{PREDICTIONS}")}
     cand_names = {p.parent.name for p in candidate_dir.glob(f"*/{PREDICTIONS}")}
     for name in sorted(base_names & cand_names):
+        check_same_protocol(_protocol(base_dir, name), _protocol(candidate_dir, name), f"{name} results")
         a = pd.read_parquet(base_dir / name / PREDICTIONS)[["id", "score"]]
         b = pd.read_parquet(candidate_dir / name / PREDICTIONS)[["id", "score"]]
         paired = a.merge(b, on="id", suffixes=("_base", "_cand")).dropna()
@@ -59,3 +62,10 @@ def compare_runs(
             page = f"<!doctype html><html><body>{render_comparison(result)}</body></html>"
         (out_dir / COMPARISON_REPORT).write_text(page, encoding="utf-8")
     return result
+
+
+def _protocol(eval_dir: Path, name: str) -> str:
+    from medfoundry.evaluation.runner import RESULTS
+
+    path = eval_dir / name / RESULTS
+    return json.loads(path.read_text()).get("protocol", "generative") if path.is_file() else "generative"

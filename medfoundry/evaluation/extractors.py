@@ -81,37 +81,121 @@ def extract_free_text(text: str | None) -> Extraction:
     return Extraction(span, method) if normalize_text(span) else _unparseable()
 
 
-_STATED = r"(?i:answer|option|choice)\s*(?i:is|:|=)?\s*(?i:option\s*)?\(?\**"
+# A letter as a model writes it: "B", "(B)", "**B**", "option B". Lower-case only where it cannot be the article
+# "a" (a delimiter or the end follows).
+def _letter(letters: str) -> str:
+    upper, lower = letters, letters.lower()
+    return (
+        rf"(?:option|choice|answer)?\s*[(\[*]*(?:([{upper}])(?![\w'-])|([{lower}])(?=\s*[)\].,;:!*]|\s*$|\s+(?:is|would|seems)\b))[)\]*]*"
+    )
 
 
-def extract_option(text: str | None, options: dict[str, str]) -> Extraction:
-    """The chosen option letter: by letter ("(B)", "B) ...", "The answer is B", "\\boxed{C}") or by option text."""
+# Concluding statements, in the forms models write them. Each names the chosen letter in group 1 or 2.
+_CONCLUSIONS = (
+    # "the answer is B", "final answer: (C)", "correct option is D", "answer would be b."
+    r"(?i:answer|option|choice)\s*(?i:is|would\s+be|should\s+be|will\s+be|=|:|-)\s*(?i:most\s+likely\s+)?{L}",
+    # "I would choose A", "I'd go with option C", "we select B", "pick D"
+    r"(?i:choose|chose|select|selected|pick|picked|go\s+with|going\s+with|opt\s+for)\s+{L}",
+    # "The most likely diagnosis is B", "the best next step is (C)", "the drug of choice is D"
+    r"(?i:most\s+likely|best|most\s+appropriate|correct|of\s+choice|likeliest)\b[^.?!\n]{{0,60}}?\s(?i:is|would\s+be)\s*:?\s*{L}",
+    # "B is the answer", "Option C is correct", "D is the best choice", "(A) is right"
+    r"{L}\s+(?i:is|would\s+be|seems|appears)\s+(?i:to\s+be\s+)?(?i:the\s+)?(?i:correct|right|best|most\s+likely|most\s+appropriate|answer|true)\b",
+    # A closing connective: "Therefore C.", "So, B."
+    r"\b(?i:therefore|thus|hence|so)\s*,?\s*{L}\s*[.!]?\s*$",
+    # The closing sentence ends on the letter in brackets: "... it is unchanged (C)."
+    r"[(\[]([{U}])[)\]]\s*[.!]?\s*$",
+)
+# "A is incorrect", "option B is not correct", "not C", "rule out D", "C is wrong", "eliminate A"
+_NEGATIONS = (
+    r"{L}\s+(?i:is|are|seems|appears)\s+(?i:not\b|incorrect|wrong|false|unlikely|less\s+likely|ruled\s+out|excluded)",
+    r"(?i:not|rule\s+out|ruled\s+out|exclude|excluding|eliminate|eliminating|rather\s+than|instead\s+of)\s+{L}",
+)
+
+
+def _letters_at(patterns: tuple[str, ...], span: str, letters: str) -> list[tuple[int, str]]:
+    letter = _letter(letters)
+    found = []
+    for pattern in patterns:
+        for match in re.finditer(pattern.format(L=letter, U=letters), span):
+            group = next(i for i, g in enumerate(match.groups(), start=1) if g)
+            found.append((match.start(group), match.group(group).upper()))
+    return sorted(found)
+
+
+def extract_option(text: str | None, options: dict[str, str], fallback: bool = True) -> Extraction:
+    """The chosen option letter, by evidence in this order:
+
+    1. the whole answer span is one letter ("B", "(b)", "**C**");
+    2. the last concluding statement ("the answer is B", "I would choose A", "B is correct", "the most likely
+       diagnosis is C"), skipping options the output rejects after naming them ("A is incorrect", "not A");
+    3. a leading letter ("B) ...", "C: ...");
+    4. a concluding statement naming an option's text ("the answer is beta blocker");
+    5. exactly one option text (or one "option X" mention) that is not rejected;
+    6. with `fallback`, MedEvalKit's rule: the option most similar to the answer (difflib ratio), when the answer
+       resembles one at all (ratio >= 0.6) and no other option is as close.
+    """
     if not text or not text.strip():
         return _unparseable()
     span, source = answer_span(text)
+    tag = "" if source == "text" else f"{source}:"
     letters = "".join(options)
-    upper = f"[{letters}]"
     any_case = f"[{letters}{letters.lower()}]"
-    patterns = [
-        # The whole span is one letter, possibly wrapped: "B", "(b)", "B.", "**C**".
-        (rf"^\W*({any_case})\W*$", "letter"),
-        # An explicit statement: "The answer is (B)", "answer: b.", "Correct option: C"; a lower-case letter must
-        # end the phrase so "the answer is a difficult one" is not A.
-        (rf"{_STATED}({upper})\b(?![\w'-])", "stated"),
-        (rf"{_STATED}({any_case})\**\)?\s*(?:$|[.,;:!])", "stated"),
-        # Leading letter then a delimiter: "B) ...", "(B) ...", "B. ...", "b) ...", "C: ...".
-        (rf"^\W*\(?({any_case})(?:\)|\.(?!\w)|:|\s+-)", "leading_letter"),
-    ]
-    for pattern, method in patterns:
-        found = re.findall(pattern, span)
-        if found:
-            letter = found[-1].upper() if method == "stated" else found[0].upper()
-            if letter in options:
-                return Extraction(letter, f"{source}:{method}" if source != "text" else method)
-    by_text = _match_option_text(span, options)
+    bare = re.fullmatch(rf"\W*(?:option\s*)?({any_case})\W*", span, flags=re.I)
+    if bare and bare.group(1).upper() in options:
+        return Extraction(bare.group(1).upper(), f"{tag}letter")
+
+    negated = _letters_at(_NEGATIONS, span, letters)
+    for at, letter in reversed(_letters_at(_CONCLUSIONS, span, letters)):
+        # Rejected where it is named, or later in the output: "(B) rather than (A)", "The answer is B. B is wrong".
+        if letter in options and not any(pos >= at and neg == letter for pos, neg in negated):
+            return Extraction(letter, f"{tag}stated")
+
+    leading = re.match(rf"^\W*\(?({any_case})(?:\)|\.(?!\w)|:|\s+-)", span)
+    if leading and leading.group(1).upper() in options and leading.group(1).upper() not in {n for _, n in negated}:
+        return Extraction(leading.group(1).upper(), f"{tag}leading_letter")
+
+    stated_text = re.findall(r"(?i:answer|choice)\s*(?i:is|would\s+be|:)\s*([^.\n]+)", span)
+    if stated_text:
+        by_text = _match_option_text(stated_text[-1], options)
+        if by_text:
+            return Extraction(by_text, f"{tag}stated_text")
+
+    rejected = {n for _, n in negated}
+    mentioned = {m.upper() for m in re.findall(rf"(?i:option|choice)\s*\(?([{letters}])\b", span)} - rejected
+    if len(mentioned) == 1:
+        return Extraction(mentioned.pop(), f"{tag}only_option")
+    by_text = _match_option_text(_drop_negated_text(span), options)
     if by_text:
         return Extraction(by_text, "option_text")
+    if fallback:
+        similar = _most_similar_option(span, options)
+        if similar:
+            return Extraction(similar, "most_similar")
     return _unparseable()
+
+
+_NEGATED_PHRASE = re.compile(
+    r"\b(?:not|rule\s+out|ruled\s+out|exclude|excluding|rather\s+than|instead\s+of|unlike)\s+[^.,;\n]+", re.I
+)
+
+
+def _drop_negated_text(span: str) -> str:
+    """The span without the phrases it rejects ("not aspirin", "rather than a diuretic")."""
+    return _NEGATED_PHRASE.sub(" ", span)
+
+
+def _most_similar_option(span: str, options: dict[str, str], floor: float = 0.6) -> str | None:
+    """MedEvalKit's fallback (find_most_similar_index: difflib ratio against each option), with a floor so that an
+    answer unlike every option stays unparseable instead of being guessed."""
+    from difflib import SequenceMatcher
+
+    said = normalize_text(span)
+    if not said:
+        return None
+    ratios = {k: SequenceMatcher(None, said, normalize_text(v)).ratio() for k, v in options.items()}
+    best = max(ratios.values())
+    winners = [k for k, r in ratios.items() if r == best]
+    return winners[0] if best >= floor and len(winners) == 1 else None
 
 
 def _match_option_text(span: str, options: dict[str, str]) -> str | None:
@@ -129,9 +213,13 @@ def _match_option_text(span: str, options: dict[str, str]) -> str | None:
     return contained[0] if len(contained) == 1 else None
 
 
+_LABEL_CONCLUSION = r"(?:answer|conclusion|verdict)\s*(?:is|would\s+be|should\s+be|:|=|-)\s*\W*({labels})\b"
+
+
 def extract_label(text: str | None, labels: tuple[str, ...] = ("yes", "no", "maybe")) -> Extraction:
-    """yes / no (/ maybe): the leading word decides ("Yes." and "yes, but ..." are yes); otherwise exactly one label
-    must appear in the answer span, anything else is unparseable."""
+    """yes / no (/ maybe), by evidence in this order: the span is one label; the last concluding statement ("so the
+    answer is yes" beats an earlier "No significant difference"); the leading word ("Yes." and "yes, but ..."); the
+    only label present. Anything else is unparseable."""
     if not text or not text.strip():
         return _unparseable()
     span, source = answer_span(text)
@@ -139,11 +227,16 @@ def extract_label(text: str | None, labels: tuple[str, ...] = ("yes", "no", "may
     if not words:
         return _unparseable()
     tag = "" if source == "text" else f"{source}:"
-    if words[0] in labels:
-        return Extraction(words[0], f"{tag}leading_word")
-    stated = re.findall(rf"answer\s*(?:is|:)\s*\W*({'|'.join(labels)})\b", span, flags=re.I)
+    if len(words) == 1 and words[0] in labels:
+        return Extraction(words[0], f"{tag}label")
+    stated = re.findall(_LABEL_CONCLUSION.format(labels="|".join(labels)), span, flags=re.I)
     if stated:
         return Extraction(stated[-1].lower(), f"{tag}stated")
+    hedged = re.search(rf"\b({'|'.join(labels)})\s+or\s+({'|'.join(labels)})\b", span, flags=re.I)
+    if hedged:
+        return _unparseable()
+    if words[0] in labels:
+        return Extraction(words[0], f"{tag}leading_word")
     present = {w for w in words if w in labels}
     if len(present) == 1:
         return Extraction(present.pop(), f"{tag}only_label")

@@ -12,8 +12,8 @@ log = logging.getLogger(__name__)
 
 
 def evaluate_model(profile: Profile, model_dir: Path, dataset_dir: Path, out_dir: Path) -> dict[str, Any]:
-    """Evaluate the model in `model_dir` on the held-out QA records of `dataset_dir` (the half not reserved for RL)
-    and on `profile.eval.benchmarks` found under `profile.eval.data_dir` (missing data is skipped with the reason).
+    """Evaluate the model in `model_dir` on the held-out QA records of `dataset_dir` (the half not reserved for RL),
+    its held-out reports when the gate has a hallucination ceiling, and on `profile.eval.benchmarks` found under `profile.eval.data_dir` (missing data is skipped with the reason).
 
     Decontamination checks every item against the dataset's train split. Writes the report to `out_dir` and
     returns flat figures: {"heldout/accuracy", "heldout/ci95_lo", "heldout/ci95_hi", "<bench>/score", ...}."""
@@ -36,10 +36,14 @@ def evaluate_model(profile: Profile, model_dir: Path, dataset_dir: Path, out_dir
         model_dir, profile.model, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed
     )
     runs = []
-    try:
-        runs.append(load_benchmark("heldout", Path(dataset_dir), cfg.limit))
-    except BenchmarkDataMissing as err:
-        log.warning("no held-out split to evaluate: %s", err)
+    # The hallucination rate comes from report generation scored against linked entities: computed whenever the
+    # gate has a ceiling on it (a gate never passes on a metric that was not computed).
+    own = ["heldout"] + (["report_findings"] if profile.gates.max_hallucination_rate is not None else [])
+    for name in own:
+        try:
+            runs.append(load_benchmark(name, Path(dataset_dir), cfg.limit))
+        except BenchmarkDataMissing as err:
+            log.warning("no held-out %s split to evaluate: %s", name, err)
     data: Path | dict[str, Path] = Path(cfg.data_dir).expanduser() if cfg.data_dir else {}
     if cfg.benchmarks and not cfg.data_dir:
         log.warning("eval.data_dir is not set: skipping %s", ", ".join(cfg.benchmarks))

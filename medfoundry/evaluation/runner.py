@@ -20,6 +20,7 @@ from typing import Any
 
 from medfoundry.evaluation.backends import Backend, Generation, GenerationRequest
 from medfoundry.evaluation.benchmarks import Benchmark, BenchmarkDataMissing, EvalItem, Skipped, get_benchmark
+from medfoundry.evaluation.loglikelihood import ProtocolError
 from medfoundry.evaluation.metrics import bootstrap_ci
 from medfoundry.evaluation.prompts import PromptMode, build_prompt
 from medfoundry.evaluation.scoring import EntityLinker, score_item
@@ -40,6 +41,9 @@ class EvalSettings:
     bootstrap_samples: int = 1000
     seed: int = 0
     exclude_contaminated: bool = False
+    protocol: str = "generative"  # generative | loglikelihood (medfoundry.evaluation.loglikelihood)
+    split: str | None = None  # train | dev | test: which files of a benchmark folder (None: the folder's only split)
+    cop_base: int | None = None  # MedMCQA's cop convention when a file cannot tell (0: HF export, 1: original)
 
 
 @dataclass
@@ -83,12 +87,17 @@ def _item_entity_text(item: EvalItem) -> str:
     return f"{item.question}\n{answer}"
 
 
-def load_benchmark(name: str, data: Path, limit: int | None = None) -> BenchmarkRun:
-    bench = get_benchmark(name)
+def load_benchmark(
+    name: str, data: Path, limit: int | None = None, split: str | None = None, **options: Any
+) -> BenchmarkRun:
+    bench = get_benchmark(name, split, **options)
     items, skipped = bench.load(Path(data), limit)
     for row in skipped:
         log.warning("%s: skipped %s:%s: %s", name, row.file, row.line, row.reason)
     return BenchmarkRun(bench, items, skipped, str(data))
+
+
+OPEN_TASKS = ("short_answer", "long_answer", "report")
 
 
 def run_items(
@@ -98,22 +107,102 @@ def run_items(
     settings: EvalSettings,
     annotator: ItemAnnotator | None = None,
     progress: Callable[[int], None] | None = None,
+    judge: Any = None,
 ) -> dict[str, Any]:
     """Evaluate one benchmark's items; writes <out>/<name>/results.json and predictions.parquet, returns results."""
     import pandas as pd
 
-    bench, name = run.benchmark, run.benchmark.name
+    name = run.benchmark.name
     annotator = annotator or ItemAnnotator()
     checked = annotator.contaminated is not None
     contaminated = {i: gram for (b, i), gram in (annotator.contaminated or {}).items() if b == name}
     items = [it for it in run.items if not (settings.exclude_contaminated and it.id in contaminated)]
 
+    started = time.perf_counter()
+    if settings.protocol == "loglikelihood":
+        rows = _loglikelihood_rows(name, items, backend, annotator, contaminated, checked, progress)
+    else:
+        rows = _generative_rows(run, items, backend, settings, annotator, contaminated, checked, progress)
+        if judge is not None:
+            _judge_open_answers(judge, items, rows)
+    elapsed = time.perf_counter() - started
+    frame = pd.DataFrame(rows, columns=_COLUMNS)
+    results = summarize(run, frame, settings, contaminated if checked else None, backend.description, elapsed)
+    if judge is not None:
+        results["judge"] = _judge_summary(judge, frame)
+    bench_dir = Path(out_dir) / name
+    bench_dir.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(bench_dir / PREDICTIONS, index=False)
+    (bench_dir / RESULTS).write_text(json.dumps(results, indent=2, sort_keys=True, default=_json_default))
+    return results
+
+
+def _loglikelihood_rows(name, items, backend, annotator, contaminated, checked, progress) -> list[dict[str, Any]]:
+    from medfoundry.evaluation.loglikelihood import ProtocolError, score_items
+
+    make_scorer = getattr(backend, "loglikelihood_scorer", None)
+    if make_scorer is None:
+        raise ProtocolError(f"{name}: the loglikelihood protocol needs an in-process model (--model), not an endpoint")
+    rows = []
+    for item, (request, scored) in zip(items, score_items(items, make_scorer()), strict=True):
+        chosen = (list(item.options) if item.options else list(item.labels))[scored.pred]
+        metrics = {
+            "accuracy": float(scored.pred == request.gold),
+            "acc_norm": float(scored.pred_norm == request.gold),
+            "acc_bytes": float(scored.pred_bytes == request.gold),
+        }
+        rows.append(
+            {
+                "benchmark": name, "id": item.id, "task": item.task, "source": item.source,
+                "template": request.template_id, "prompt": request.context, "image": None,
+                "output": json.dumps({"choices": list(request.choices), "loglikelihoods": scored.loglikelihoods}),
+                "error": None, "extracted": chosen, "extraction": "loglikelihood", "unparseable": False,
+                "gold": item.answer, "score": metrics["accuracy"], "rarity": annotator.tiers.get((name, item.id)),
+                "contaminated": item.id in contaminated if checked else None, "shared_ngram": contaminated.get(item.id),
+                "metrics": json.dumps(metrics, sort_keys=True),
+            }
+        )
+    if progress:
+        progress(len(items))
+    return rows
+
+
+def _judge_open_answers(judge: Any, items: list[EvalItem], rows: list[dict[str, Any]]) -> None:
+    """Add `judge_correct` (and exact match, for the agreement) to the rows of open-answer items that have an answer."""
+    from medfoundry.evaluation.judge import JudgeCase
+    from medfoundry.evaluation.metrics import exact_match
+
+    picked = [i for i, (it, row) in enumerate(zip(items, rows, strict=True)) if it.task in OPEN_TASKS and row["extracted"]]
+    cases = [JudgeCase(items[i].question, items[i].answer, rows[i]["extracted"]) for i in picked]
+    for i, verdict in zip(picked, judge.grade(cases) if cases else [], strict=True):
+        metrics = json.loads(rows[i]["metrics"])
+        metrics.setdefault("exact_match", exact_match(rows[i]["extracted"], items[i].answer))
+        if verdict is not None:
+            metrics["judge_correct"] = verdict
+        rows[i]["metrics"] = json.dumps(metrics, sort_keys=True)
+
+
+def _judge_summary(judge: Any, frame) -> dict[str, Any]:
+    pairs = [
+        (m["judge_correct"], m["exact_match"])
+        for m in map(json.loads, frame["metrics"])
+        if "judge_correct" in m and "exact_match" in m
+    ]
+    judged = [json.loads(m) for m in frame["metrics"]]
+    return {
+        "judge": judge.description,
+        "n_judged": len(pairs),
+        "n_unjudged": sum("exact_match" in m and "judge_correct" not in m for m in judged),
+        "accuracy": sum(j for j, _ in pairs) / len(pairs) if pairs else None,
+        "agreement_with_exact_match": sum(j == e for j, e in pairs) / len(pairs) if pairs else None,
+    }
+
+
+def _generative_rows(run, items, backend, settings, annotator, contaminated, checked, progress) -> list[dict[str, Any]]:
+    bench, name = run.benchmark, run.benchmark.name
     prompts = [build_prompt(it, settings.prompt_mode) for it in items]
     requests = [GenerationRequest(p.system, p.user, it.image) for p, it in zip(prompts, items, strict=True)]
-    started = time.perf_counter()
     generations: list[Generation] = backend.generate(requests, progress) if requests else []
-    elapsed = time.perf_counter() - started
-
     rows = []
     for item, prompt, gen in zip(items, prompts, generations, strict=True):
         scored = score_item(item, gen.text, annotator.linker)
@@ -139,13 +228,7 @@ def run_items(
                 "metrics": json.dumps(scored.metrics, sort_keys=True),
             }
         )
-    frame = pd.DataFrame(rows, columns=_COLUMNS)
-    results = summarize(run, frame, settings, contaminated if checked else None, backend.description, elapsed)
-    bench_dir = Path(out_dir) / name
-    bench_dir.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(bench_dir / PREDICTIONS, index=False)
-    (bench_dir / RESULTS).write_text(json.dumps(results, indent=2, sort_keys=True, default=_json_default))
-    return results
+    return rows
 
 
 _COLUMNS = [
@@ -205,6 +288,7 @@ def summarize(
         else [],
         "backend": backend,
         "prompt_mode": settings.prompt_mode,
+        "protocol": settings.protocol,
         "templates": sorted(set(frame["template"])) if n else [],
         "limit": settings.limit,
         "data": run.data,
@@ -252,6 +336,7 @@ def evaluate(
     annotator: ItemAnnotator | None = None,
     extra_runs: Sequence[BenchmarkRun] = (),
     show_progress: bool = False,
+    judge: Any = None,
 ) -> dict[str, Any]:
     """Evaluate `benchmarks` (names) whose data sits under `data` (a root folder, or per-benchmark paths), plus
     already-loaded `extra_runs`. A benchmark without data is skipped with the reason; returns the summary."""
@@ -266,7 +351,7 @@ def evaluate(
             missing[name] = "no data path given (eval.data_dir or --data)"
             continue
         try:
-            runs.append(load_benchmark(name, Path(path), settings.limit))
+            runs.append(load_benchmark(name, Path(path), settings.limit, settings.split, cop_base=settings.cop_base))
         except BenchmarkDataMissing as err:
             log.warning("skipping benchmark %s: %s", name, err)
             missing[name] = str(err)
@@ -279,10 +364,16 @@ def evaluate(
             name = run.benchmark.name
             task = bar.add_task(name, total=len(run.items)) if bar else None
             advance = (lambda k, task=task: bar.advance(task, k)) if bar else None
-            results[name] = run_items(run, backend, out_dir, settings, annotator, advance)
+            try:
+                results[name] = run_items(run, backend, out_dir, settings, annotator, advance, judge)
+            except ProtocolError as err:
+                log.warning("skipping benchmark %s: %s", name, err)
+                missing[name] = str(err)
+                continue
             log.info("%s: %s %.4f over %d items", name, results[name]["metric"], results[name]["score"] or 0, results[name]["n"])
     summary = {
         "backend": backend.description,
+        "protocol": settings.protocol,
         "benchmarks": results,
         "missing": missing,
         "settings": settings.__dict__,
@@ -340,6 +431,19 @@ def flat_metrics(summary: dict[str, Any]) -> dict[str, float]:
         if decon:
             flat[f"{name}/n_contaminated"] = float(decon["n_contaminated"])
     return {k: float(v) for k, v in flat.items() if v is not None and not math.isnan(float(v))}
+
+
+def load_item_scores(eval_dir: Path) -> dict[str, dict[str, float]]:
+    """{benchmark: {item id: main score}} from an evaluation folder's predictions (what the gate pairs on)."""
+    import pandas as pd
+
+    scores: dict[str, dict[str, float]] = {}
+    for path in sorted(Path(eval_dir).glob(f"*/{PREDICTIONS}")):
+        frame = pd.read_parquet(path, columns=["benchmark", "id", "score"])
+        for bench, item, score in frame.itertuples(index=False):
+            if score == score:  # NaN: the item had no main score
+                scores.setdefault(str(bench), {})[str(item)] = float(score)
+    return scores
 
 
 def build_annotator(

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 # name -> module exposing `pipeline`, `build(cluster_settings)`, `STAGES` and `PIPELINE_NAME`
 PIPELINES: dict[str, str] = {
     "medical-mllm-recipe": "pipelines.medical_mllm_recipe",
+    "medical-data-curation": "pipelines.medical_data_curation",
 }
 
 

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medfoundry.cluster.kfp_settings import PIPELINE_RUN_ENV
 from medfoundry.config import Profile
 from medfoundry.workspace import Workspace
 
@@ -39,6 +40,12 @@ class LocalRun:
     model_version: str = ""
     model_aliases: list[str] = field(default_factory=list)
     gate: str = ""
+    # Set when the run was started in the background (console): its process group, log file, who started it, and
+    # the KFP host for a cluster run.
+    pid: int | None = None
+    log_path: str = ""
+    started_by: str = ""
+    target: str = ""
 
     def save(self, runs_dir: Path) -> Path:
         path = runs_dir / f"{self.run_id}.json"
@@ -47,15 +54,18 @@ class LocalRun:
 
     @classmethod
     def load(cls, path: Path) -> LocalRun:
-        return cls(**json.loads(path.read_text()))
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in json.loads(path.read_text()).items() if k in known})
 
 
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
 
 
-def run_pipeline_locally(pipeline: str, profile: Profile) -> LocalRun:
-    """Run a pipeline through kfp.local's SubprocessRunner in this environment; never raises for stage failures."""
+def run_pipeline_locally(pipeline: str, profile: Profile, run_id: str | None = None) -> LocalRun:
+    """Run a pipeline through kfp.local's SubprocessRunner in this environment; never raises for stage failures.
+
+    `run_id` continues a run record the console created when it started this process (keeping its pid and log)."""
     from kfp import local
 
     from medfoundry import tracking
@@ -66,15 +76,15 @@ def run_pipeline_locally(pipeline: str, profile: Profile) -> LocalRun:
     # Stages run in subprocesses: pin the workspace and tracking store so all of them share one state.
     profile = profile.model_copy(update={"workspace": str(workspace.root)})
     os.environ["MEDFOUNDRY_HOME"] = str(workspace.root)
-    run = LocalRun(
-        run_id=new_run_id(),
-        pipeline=pipeline,
-        profile=profile.name,
-        workspace=str(workspace.root),
-        tracking_uri=tracking.resolve_tracking_uri(profile),
+    existing = workspace.runs / f"{run_id}.json" if run_id else None
+    run = LocalRun.load(existing) if existing and existing.is_file() else LocalRun(
+        run_id=run_id or new_run_id(), pipeline=pipeline, profile=profile.name, workspace=str(workspace.root)
     )
+    run.tracking_uri = tracking.resolve_tracking_uri(profile)
     run.save(workspace.runs)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workspace.pipeline_root))
+    # Data stages find the parent MLflow run through this, as on a cluster through the pod's KFP run-id label.
+    os.environ[PIPELINE_RUN_ENV] = run.run_id
     try:
         module.pipeline(profile=profile.to_yaml(), pipeline_run_id=run.run_id)
         run.status = "SUCCEEDED"
@@ -92,19 +102,10 @@ def _attach_tracking(run: LocalRun, profile: Profile) -> None:
 
     from medfoundry import tracking
 
-    tracking.configure(profile)
+    parent = tracking.pipeline_parent_run(profile, run.run_id)
+    if parent is None:
+        return
     client = mlflow.MlflowClient()
-    experiment = client.get_experiment_by_name(profile.tracking.experiment)
-    if experiment is None:
-        return
-    # Stage runs carry the pipeline-run tag too; the parent is the one run without a parent of its own.
-    tagged = client.search_runs(
-        [experiment.experiment_id], filter_string=f"tags.`{tracking.PIPELINE_RUN_TAG}` = '{run.run_id}'"
-    )
-    parents = [r for r in tagged if "mlflow.parentRunId" not in r.data.tags]
-    if not parents:
-        return
-    parent = parents[0]
     run.parent_run_id = parent.info.run_id
     run.gate = parent.data.tags.get("medfoundry.gate", "")
     for child in tracking.stage_runs(parent.info.run_id):

@@ -63,13 +63,26 @@ def run_stage(
 ) -> dict[str, Any]:
     """Run one stage inside its nested MLflow run; return the stage's figures.
 
-    `paths` are the KFP artifact paths (inputs and outputs), `params` plain values from upstream tasks.
+    `paths` are the KFP artifact paths (inputs and outputs), `params` plain values from upstream tasks. An empty
+    `parent_run_id` (the cacheable data stages) means: the parent run of the KFP run named by $MEDFOUNDRY_PIPELINE_RUN_ID.
     """
+    import os
+
     import mlflow
 
     from medfoundry import tracking
+    from medfoundry.cluster.kfp_settings import PIPELINE_RUN_ENV
 
     profile = parse_profile(yaml.safe_load(profile_yaml), source="pipeline profile")
+    if not parent_run_id:
+        pipeline_run_id = os.environ.get(PIPELINE_RUN_ENV, "")
+        parent = tracking.pipeline_parent_run(profile, pipeline_run_id)
+        if parent is None:
+            raise RuntimeError(
+                f"stage {name}: no MLflow parent run for pipeline run {pipeline_run_id!r} (${PIPELINE_RUN_ENV}); "
+                "the start-tracking step opens it before the data stages run"
+            )
+        parent_run_id = parent.info.run_id
     fn = STAGES[name]
     ctx = StageContext(profile=profile, parent_run_id=parent_run_id, stage=name)
     with tracking.stage_run(profile, parent_run_id, name):
@@ -149,6 +162,9 @@ def rl(ctx: StageContext, curated_data: Path, base_model: Path, model: Path) -> 
 
 def _train(ctx: StageContext, trainer: str, data: Path, base_model: Path, out: Path) -> dict[str, Any]:
     """Run a trainer in this process (local) or as a Kubeflow Trainer TrainJob (cluster.mode: kubernetes)."""
+    from medfoundry import tracking
+
+    tracking.log_dataset_input(data, context="training")
     if ctx.profile.cluster.mode == "kubernetes":
         return _train_on_cluster(ctx, trainer, data, base_model, out)
     if trainer == "grpo":
@@ -271,11 +287,14 @@ def register(
         "profile": ctx.profile.name,
         "git_sha": tracking.git_sha(),
     }
+    from medfoundry.evaluation.runner import load_item_scores
+
     info = register_model_version(
         model,
         ctx.profile.tracking.registered_model,
         lineage=lineage,
         metrics={k: v for k, v in eval_metrics.items() if isinstance(v, int | float)},
+        item_scores=load_item_scores(eval_results),
     )
     return {"version": str(info.version), "model_name": info.name}
 
@@ -285,13 +304,21 @@ def decide_gate(profile_yaml: str, parent_run_id: str, model_version: str, eval_
     import mlflow
 
     from medfoundry import tracking
-    from medfoundry.release.gates import champion_metrics, evaluate_gate
+    from medfoundry.evaluation.runner import load_item_scores
+    from medfoundry.release.gates import baseline, evaluate_gate
+    from medfoundry.release.registry import item_scores
 
     profile = parse_profile(yaml.safe_load(profile_yaml), source="pipeline profile")
     tracking.configure(profile)
     candidate = json.loads((Path(eval_results) / EVAL_METRICS_FILE).read_text())
-    champion = champion_metrics(profile.tracking.registered_model, exclude_version=model_version)
-    decision = evaluate_gate(profile.gates, candidate, champion)
+    champion = baseline(profile.tracking.registered_model, profile.gitops.environment, exclude_version=model_version)
+    decision = evaluate_gate(
+        profile.gates,
+        candidate,
+        champion.metrics if champion else None,
+        load_item_scores(Path(eval_results)),
+        item_scores(champion) if champion else None,
+    )
     client = mlflow.MlflowClient()
     client.set_tag(parent_run_id, "medfoundry.gate", "passed" if decision.passed else "refused")
     client.set_tag(parent_run_id, "medfoundry.gate_reasons", "; ".join(decision.reasons)[:4900])
@@ -306,4 +333,4 @@ def promote(ctx: StageContext, model_version: str = "") -> dict[str, Any]:
     result = promote_model(
         ctx.profile, ctx.profile.tracking.registered_model, model_version, gate_checked=True
     )
-    return {"alias": "champion", "version": model_version, "gitops_commit": result.commit or ""}
+    return {"alias": result.env, "version": model_version, "gitops_commit": result.commit or ""}

@@ -17,6 +17,14 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _actor() -> str:
+    """Who runs the command: recorded with every promotion and rollback."""
+    import getpass
+    import socket
+
+    return f"{getpass.getuser()}@{socket.gethostname()} (cli)"
+
+
 def _profile(profile: str, overrides: list[str] | None):
     from medfoundry import tracking
     from medfoundry.cli import load_profile_or_exit
@@ -44,7 +52,7 @@ def promote_command(
     prof = _profile(profile, set_)
     console = Console()
     try:
-        result = promote_model(prof, model or prof.tracking.registered_model, version or "", env)
+        result = promote_model(prof, model or prof.tracking.registered_model, version or "", env, actor=_actor())
     except (PromotionError, RegistryError, GitOpsError) as err:
         raise _fail(str(err)) from None
     if result.decision is not None:
@@ -75,7 +83,7 @@ def rollback_command(
 
     prof = _profile(profile, set_)
     try:
-        result = rollback(prof, env)
+        result = rollback(prof, env, actor=_actor())
     except (PromotionError, GitOpsError) as err:
         raise _fail(str(err)) from None
     Console().print(f"[bold]{result.message}[/] in {result.commit[:10]}" + (" (pushed)" if result.pushed else ""))

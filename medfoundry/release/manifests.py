@@ -1,17 +1,29 @@
-"""The KServe InferenceService that promotion writes for one model version, and its validation against the CRD.
+"""The KServe InferenceService that promotion writes for one model version, and the object-store location of its
+weights.
 
 Promotion owns the model-specific fields (storageUri, model format/runtime, version labels and annotations); every
 other field of an existing overlay manifest (resources, replicas, probes set by the platform) is kept as it is.
+
+A registered version's source may be any location MLflow stores artifacts at: a local folder, an `mlflow-artifacts:`
+URI served by a tracking server started with `--serve-artifacts`, `s3://...`, `runs:/<id>/<path>` or `models:/...`
+(an MLflow 3 LoggedModel `models:/m-<id>` included). KServe's storage initializer downloads object-store URIs only,
+so `model_storage_uri` turns every one of them into one: an object-store URI as it is, `mlflow-artifacts:` under the
+server's artifacts destination, and anything else (a local folder) published as a copy into the profile's store.
 """
 
 from __future__ import annotations
 
 import copy
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 from medfoundry.config.release import GitOpsConfig
 from medfoundry.release.registry import ModelVersionInfo
+
+if TYPE_CHECKING:
+    from medfoundry.config import Profile
 
 API_VERSION = "serving.kserve.io/v1beta1"
 KIND = "InferenceService"
@@ -59,8 +71,11 @@ def render_inference_service(
     gitops: GitOpsConfig,
     gate: str,
     existing: dict[str, Any] | None = None,
+    storage_uri: str | None = None,
 ) -> dict[str, Any]:
-    """The overlay manifest serving `info` in `env`: `existing` (or the default) with the model fields set."""
+    """The overlay manifest serving `info` in `env`: `existing` (or the default) with the model fields set.
+
+    `storage_uri` is where KServe downloads the weights (`model_storage_uri`); None: `info.source` as it is."""
     manifest = copy.deepcopy(existing) if existing else default_inference_service(gitops, env)
     if manifest.get("kind") != KIND:
         manifest = default_inference_service(gitops, env)
@@ -88,12 +103,68 @@ def render_inference_service(
     model = manifest.setdefault("spec", {}).setdefault("predictor", {}).setdefault("model", {})
     model.setdefault("modelFormat", {"name": MODEL_FORMAT})
     model.setdefault("runtime", gitops.runtime)
-    model["storageUri"] = storage_uri(info.source)
+    model["storageUri"] = storage_uri or info.artifact_uri or info.source
     return manifest
 
 
-def storage_uri(source: str) -> str:
-    """KServe storageUri for an artifact location: object-store URIs as they are, local paths as file:// URIs."""
-    if "://" in source:
-        return source
-    return Path(source).resolve().as_uri()
+# URI schemes KServe's storage initializer downloads (kserve_storage.Storage.download).
+KSERVE_SCHEMES = ("s3", "gs", "hdfs", "webhdfs", "https", "http", "hf", "pvc", "oci")
+PUBLISHED_MODELS_PREFIX = "models"
+
+
+class ModelStorageError(ValueError):
+    """A registered version's weights have no location a KServe pod can download and none can be made."""
+
+
+def artifact_location(source: str) -> str:
+    """The artifact store URI behind `runs:/...` and `models:/...` (registered versions and MLflow 3 LoggedModels
+    `models:/m-<id>`), resolved through the tracking server; any other URI or path as it is."""
+    if source.startswith("models:/"):
+        from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
+
+        return artifact_location(ModelsArtifactRepository.get_underlying_uri(source))
+    if source.startswith("runs:/"):
+        from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
+
+        return RunsArtifactRepository.get_underlying_uri(source)
+    return source
+
+
+def model_storage_uri(info: ModelVersionInfo, profile: Profile) -> str:
+    """An object-store URI holding the weights of `info`, for the InferenceService's storageUri.
+
+    - `s3://` (or another scheme KServe downloads): as it is;
+    - `mlflow-artifacts:/<path>`: `<tracking.artifacts_destination>/<path>` (the server's `--artifacts-destination`);
+    - a local folder (or a proxy URI with no destination configured): copied once to
+      `<storage.uri>/models/<name>/<content hash>` when `storage.uri` is an object store;
+    - a local folder with a local store (laptop runs): its file:// URI, which only a local server can load.
+    """
+    location = artifact_location(info.source)
+    scheme = urlparse(location).scheme
+    if scheme in KSERVE_SCHEMES:
+        return location
+    if scheme == "mlflow-artifacts" and profile.tracking.artifacts_destination:
+        path = urlparse(location).path.lstrip("/")
+        return f"{profile.tracking.artifacts_destination.rstrip('/')}/{path}"
+    store_uri = profile.storage.uri
+    if urlparse(store_uri).scheme in KSERVE_SCHEMES:
+        return _publish(info, location, profile)
+    if scheme == "mlflow-artifacts":
+        raise ModelStorageError(
+            f"{info.uri} is stored at {location}, behind the MLflow server's artifact proxy, and the profile names "
+            "neither tracking.artifacts_destination (the server's --artifacts-destination, e.g. s3://medfoundry-mlflow) "
+            "nor an object store in storage.uri to publish it to: KServe cannot download it"
+        )
+    return location if scheme == "file" else Path(location).resolve().as_uri()
+
+
+def _publish(info: ModelVersionInfo, location: str, profile: Profile) -> str:
+    """Copy the weights at `location` to `<storage.uri>/models/<name>/<content hash>` (kept when already there)."""
+    import mlflow.artifacts
+
+    from medfoundry.storage import open_storage
+
+    store = open_storage(profile.storage.uri, endpoint_url=profile.storage.endpoint_url, region=profile.storage.region)
+    with tempfile.TemporaryDirectory(prefix="medfoundry-publish-") as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=tmp))
+        return store.url(store.put_dir_versioned(local, f"{PUBLISHED_MODELS_PREFIX}/{info.name}"))

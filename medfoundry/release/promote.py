@@ -1,8 +1,9 @@
 """Gated promotion of a registered model version to an environment, and rollback.
 
-Promotion: evaluate the gate (candidate vs the `champion` alias), record the decision (JSON artifact + model version
-tags), commit the environment's InferenceService to the GitOps repository (and push), then move the aliases
-`champion` and `<env>`. A refused candidate changes nothing but the recorded decision.
+Promotion: evaluate the gate (candidate vs the `champion` alias, paired over the items both were scored on), record
+the decision (JSON artifact + model version tags), commit the environment's InferenceService to the GitOps repository
+(and push), then move the `<env>` alias, and `champion` too when the environment is production. A refused candidate
+changes nothing but the recorded decision.
 Rollback: undo the newest not-yet-undone promotion of an environment in one commit and restore both aliases.
 """
 
@@ -16,12 +17,20 @@ from typing import Any
 
 from medfoundry.config import Profile
 from medfoundry.release import registry
-from medfoundry.release.gates import GateDecision, evaluate_gate
+from medfoundry.release.gates import GateDecision, baseline, evaluate_gate
 from medfoundry.release.gitops import GitOpsError, GitOpsRepo
-from medfoundry.release.manifests import MODEL_NAME, MODEL_VERSION, render_inference_service
+from medfoundry.release.manifests import (
+    MODEL_NAME,
+    MODEL_VERSION,
+    model_storage_uri,
+    render_inference_service,
+)
 from medfoundry.workspace import Workspace
 
 ENVIRONMENTS = ("dev", "staging", "prod")
+# Only a production promotion moves `champion` (the version the gate compares against); the others move their own
+# `<env>` alias.
+CHAMPION_ENVIRONMENT = "prod"
 
 
 class PromotionError(RuntimeError):
@@ -74,10 +83,14 @@ def gate_model_version(profile: Profile, name: str, version: str, env: str | Non
     version tags `gate.<env>.*`, a JSON file in the workspace, and the same JSON as an artifact of the version's run."""
     env = _env(profile, env)
     candidate = registry.get_version(name, version)
-    champion = registry.version_by_alias(name, registry.CHAMPION)
-    if champion is not None and champion.version == candidate.version:
-        champion = None
-    decision = evaluate_gate(profile.gates, candidate.metrics, champion.metrics if champion else None)
+    champion = baseline(name, env, exclude_version=candidate.version)
+    decision = evaluate_gate(
+        profile.gates,
+        candidate.metrics,
+        champion.metrics if champion else None,
+        registry.item_scores(candidate),
+        registry.item_scores(champion) if champion else None,
+    )
     record = {
         "model": name,
         "version": candidate.version,
@@ -108,12 +121,13 @@ def gate_model_version(profile: Profile, name: str, version: str, env: str | Non
 
 
 def promote_model(
-    profile: Profile, name: str, version: str, env: str | None = None, *, gate_checked: bool = False
+    profile: Profile, name: str, version: str, env: str | None = None, *, gate_checked: bool = False, actor: str = ""
 ) -> PromotionResult:
     """Promote `name` version `version` (empty: the `candidate` alias) to `env` (default: the profile's).
 
     `gate_checked=True` when the pipeline's gate step already passed this version; otherwise the gate is evaluated
     and recorded here, and a refused candidate returns `promoted=False` with the reasons and commits nothing.
+    `actor` (who promoted) goes into the commit trailer `Medfoundry-Actor` and the version tag `promoted.<env>.by`.
     """
     env = _env(profile, env)
     if not version:
@@ -131,13 +145,14 @@ def promote_model(
         )
     gate_label = "passed" if decision is not None else "passed (pipeline gate step)"
 
+    storage_uri = model_storage_uri(info, profile)
     repo = open_repo(profile)
     previous_champion = registry.version_by_alias(name, registry.CHAMPION)
     with repo.locked():
         repo.sync()
         existing = repo.read_manifest(env)
         previous_version = _served_version(existing, name)
-        manifest = render_inference_service(info, env, profile.gitops, gate_label, existing)
+        manifest = render_inference_service(info, env, profile.gitops, gate_label, existing, storage_uri)
         commit = None
         pushed = False
         if manifest != existing:
@@ -152,6 +167,7 @@ def promote_model(
                     "Previous-Version": previous_version or "none",
                     "Previous-Champion": previous_champion.version if previous_champion else "none",
                     "Gate": gate_label,
+                    "Actor": actor or "unknown",
                 },
                 body=_body(info, decision),
                 paths=paths,
@@ -161,10 +177,13 @@ def promote_model(
             except GitOpsError:
                 repo.drop_last_commit()
                 raise
-    registry.set_alias(name, registry.CHAMPION, info.version)
+    if env == CHAMPION_ENVIRONMENT:
+        registry.set_alias(name, registry.CHAMPION, info.version)
     registry.set_alias(name, env, info.version)
     if commit:
-        registry.set_version_tags(name, info.version, {f"promoted.{env}.commit": commit})
+        registry.set_version_tags(
+            name, info.version, {f"promoted.{env}.commit": commit, f"promoted.{env}.by": actor or "unknown"}
+        )
     message = (
         f"promoted {name} v{info.version} to {env}" + (f" in {commit[:10]}" if commit else " (already served there)")
     )
@@ -174,7 +193,7 @@ def promote_model(
     )
 
 
-def rollback(profile: Profile, env: str | None = None) -> RollbackResult:
+def rollback(profile: Profile, env: str | None = None, actor: str = "") -> RollbackResult:
     """Undo the newest promotion of `env` that is not undone yet: restore the previous manifest in one commit, point
     the `<env>` alias at the restored version, and give `champion` back to the version it had before."""
     env = _env(profile, env)
@@ -189,7 +208,10 @@ def rollback(profile: Profile, env: str | None = None) -> RollbackResult:
         restored = _served_version(repo.read_manifest(env), name)
         commit = repo.commit(
             f"Roll back {name} v{version} in {env}" + (f" to v{restored}" if restored else " (no model served)"),
-            {"Action": "rollback", "Env": env, "Model": name, "Version": restored or "none", "Reverts": target.sha},
+            {
+                "Action": "rollback", "Env": env, "Model": name, "Version": restored or "none", "Reverts": target.sha,
+                "Actor": actor or "unknown",
+            },
             paths=paths,
         )
         try:
@@ -198,6 +220,7 @@ def rollback(profile: Profile, env: str | None = None) -> RollbackResult:
             repo.drop_last_commit()
             raise
     registry.set_alias(name, env, restored)
+    registry.set_version_tags(name, version, {f"rolled_back.{env}.by": actor or "unknown", f"rolled_back.{env}.commit": commit})
     champion = registry.version_by_alias(name, registry.CHAMPION)
     if champion is not None and champion.version == version:
         previous = target.trailers.get("Previous-Champion", "none")

@@ -1,11 +1,14 @@
-"""MLflow model registry: versions with lineage and metric tags, aliases (never stages), model download.
+"""MLflow model registry: versions of MLflow Models (LoggedModel) with lineage, metrics and aliases (never stages).
 
-A registered version's weights are the artifacts of its MLflow run under `model/` (the run's artifact store: a
-local folder or S3/MinIO), so `ModelVersionInfo.source` is the storage URI a KServe predictor pulls.
+Each registered candidate is an MLflow 3 LoggedModel: its weights are the model's artifacts (the experiment's
+artifact store: a local folder or S3/MinIO), the evaluation figures are logged as metrics linked to it
+(`mlflow.get_logged_model(model_id).metrics`), and the registered version's source is that model
+(`models:/m-...`). `ModelVersionInfo.artifact_uri` is the model's artifact location, the storage URI a KServe
+predictor pulls. The per-item scores of the evaluation (`item_scores.json`, what the gate pairs against the
+champion) are an artifact of the version's run.
 
 Version tags:
     lineage.<key>    pipeline run, dataset content hashes, base model, config hash, git sha, ...
-    metric.<key>     evaluation figures ("heldout/accuracy", "heldout/ci95_lo", ...) the gate compares
     gate.<env>.*     the promotion decision for an environment (written by medfoundry.release.promote)
 
 The tracking/registry URI is mlflow's current setting (medfoundry.tracking.configure sets it).
@@ -21,9 +24,10 @@ from typing import Any
 
 CANDIDATE = "candidate"
 CHAMPION = "champion"
-MODEL_ARTIFACT_PATH = "model"
 LINEAGE_PREFIX = "lineage."
-METRIC_PREFIX = "metric."
+ITEM_SCORES_ARTIFACT = "eval/item_scores.json"
+MODEL_TYPE = "medfoundry-vlm"
+_LOGGED_MODEL_URI = re.compile(r"^models:/(?P<model_id>m-[0-9a-f]+)/?$")
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))/?$")
 
 
@@ -35,8 +39,10 @@ class RegistryError(LookupError):
 class ModelVersionInfo:
     name: str
     version: str
-    source: str  # where the weights are: the run's artifact URI of model/ (local path or s3://...)
+    source: str  # the registered source: models:/<model_id> (the LoggedModel)
     run_id: str | None
+    model_id: str | None = None
+    artifact_uri: str = ""  # where the weights are: the LoggedModel's artifact location (local path or s3://...)
     aliases: list[str] = field(default_factory=list)
     lineage: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
@@ -55,18 +61,24 @@ def _client() -> Any:
 
 def _info(mv: Any) -> ModelVersionInfo:
     tags = dict(mv.tags or {})
-    metrics = {}
-    for key, value in tags.items():
-        if key.startswith(METRIC_PREFIX):
-            try:
-                metrics[key[len(METRIC_PREFIX) :]] = float(value)
-            except ValueError:
-                continue
+    # The sqlite store does not return ModelVersion.model_id: the source names the model as well.
+    from_source = _LOGGED_MODEL_URI.match(mv.source or "")
+    model_id = getattr(mv, "model_id", None) or (from_source["model_id"] if from_source else None)
+    metrics: dict[str, float] = {}
+    artifact_uri = mv.source
+    if model_id:
+        model = _client().get_logged_model(model_id)
+        artifact_uri = model.artifact_location
+        # Newest value per key (a metric logged twice keeps its latest figure).
+        for metric in sorted(model.metrics or [], key=lambda m: (m.timestamp, m.step)):
+            metrics[metric.key] = float(metric.value)
     return ModelVersionInfo(
         name=mv.name,
         version=str(mv.version),
         source=mv.source,
         run_id=mv.run_id or None,
+        model_id=model_id,
+        artifact_uri=artifact_uri,
         aliases=sorted(mv.aliases or []),
         lineage={k[len(LINEAGE_PREFIX) :]: v for k, v in tags.items() if k.startswith(LINEAGE_PREFIX)},
         metrics=metrics,
@@ -80,12 +92,14 @@ def register_model_version(
     lineage: dict[str, str],
     metrics: dict[str, float],
     run_id: str | None = None,
+    item_scores: dict[str, dict[str, float]] | None = None,
 ) -> ModelVersionInfo:
-    """Log `model_dir` as `model/` artifacts of the given (or active) run, register a version of `name` with
-    lineage and metric tags, and point the `candidate` alias at it.
+    """Log `model_dir` as an MLflow Model (LoggedModel) from the given (or active) run, link `metrics` to it,
+    register a version of `name` whose source is that model, and point the `candidate` alias at it.
 
+    `item_scores` ({benchmark: {item id: score}}) are kept with the version's run for paired gate comparisons.
     Without a run id and with no active run (outside the pipeline), a run named `register-<name>` is created in the
-    current experiment for the artifacts.
+    current experiment.
     """
     import mlflow
 
@@ -97,14 +111,26 @@ def register_model_version(
         with mlflow.start_run(run_name=f"register-{name}") as run:
             run_id = run.info.run_id
     run_id = run_id or mlflow.active_run().info.run_id
-    client.log_artifacts(run_id, str(model_dir), MODEL_ARTIFACT_PATH)
-    source = f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{MODEL_ARTIFACT_PATH}"
+    experiment_id = client.get_run(run_id).info.experiment_id
 
     tags = {f"{LINEAGE_PREFIX}{k}": str(v) for k, v in lineage.items() if v is not None}
-    for key, value in metrics.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-            continue
-        tags[f"{METRIC_PREFIX}{key}"] = repr(float(value))
+    model = client.create_logged_model(experiment_id, name=name, source_run_id=run_id, tags=tags, model_type=MODEL_TYPE)
+    try:
+        client.log_model_artifacts(model.model_id, str(model_dir))
+        linked = {
+            key: float(value)
+            for key, value in sorted(metrics.items())
+            if not isinstance(value, bool) and isinstance(value, int | float) and not math.isnan(value)
+        }
+        if linked:
+            # Logged on the run and linked to the model: `mlflow.get_logged_model(model_id).metrics` holds them.
+            mlflow.log_metrics(linked, run_id=run_id, model_id=model.model_id, synchronous=True)
+        if item_scores is not None:
+            client.log_dict(run_id, item_scores, ITEM_SCORES_ARTIFACT)
+    except Exception:
+        client.finalize_logged_model(model.model_id, "FAILED")
+        raise
+    client.finalize_logged_model(model.model_id, "READY")
     try:
         client.get_registered_model(name)
     except Exception:  # noqa: BLE001 - mlflow raises RestException/MlflowException for a missing model
@@ -112,9 +138,23 @@ def register_model_version(
             client.create_registered_model(name, description="medfoundry medical VLM (registered by the pipeline)")
         except Exception:  # noqa: BLE001 - created concurrently by another stage
             client.get_registered_model(name)
-    mv = client.create_model_version(name, source=source, run_id=run_id, tags=tags)
+    mv = client.create_model_version(
+        name, source=f"models:/{model.model_id}", run_id=run_id, tags=tags, model_id=model.model_id
+    )
     client.set_registered_model_alias(name, CANDIDATE, mv.version)
     return get_version(name, str(mv.version))
+
+
+def item_scores(info: ModelVersionInfo) -> dict[str, dict[str, float]] | None:
+    """The per-item evaluation scores kept with a version, or None when it has none (registered without them)."""
+    if not info.run_id:
+        return None
+    import mlflow.artifacts
+
+    try:
+        return mlflow.artifacts.load_dict(f"runs:/{info.run_id}/{ITEM_SCORES_ARTIFACT}")
+    except Exception:  # noqa: BLE001 - no such artifact
+        return None
 
 
 def get_version(name: str, version: str) -> ModelVersionInfo:
@@ -165,9 +205,11 @@ def resolve(uri: str) -> ModelVersionInfo:
 
 
 def download_model(uri: str, dst: Path | None = None) -> Path:
-    """Local folder with the weights of a models:/ URI (local artifact stores are used in place)."""
+    """Local folder with the weights of a models:/ URI: a registered version (NAME@alias, NAME/VERSION) or a logged
+    model (models:/m-...). Local artifact stores are used in place."""
     import mlflow.artifacts
 
-    info = resolve(uri)
-    local = mlflow.artifacts.download_artifacts(artifact_uri=info.source, dst_path=str(dst) if dst else None)
+    logged = _LOGGED_MODEL_URI.match(uri)
+    location = _client().get_logged_model(logged["model_id"]).artifact_location if logged else resolve(uri).artifact_uri
+    local = mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(dst) if dst else None)
     return Path(local)

@@ -1,8 +1,12 @@
-"""Dynamic batching: concurrent requests wait up to `batch_timeout_ms` to share one forward pass.
+"""Continuous batching: requests join the engine's running batch at the next decoding step and leave it as soon as
+they finish, stop or are cancelled.
 
-One worker thread owns the engine (models are not thread-safe); the asyncio side only enqueues and awaits. The wait
-queue is bounded: past `max_queue` waiting requests a submit fails at once with `QueueFull` (HTTP 429 + Retry-After)
-instead of letting latency and memory grow without limit.
+One scheduler thread owns the engine (models are not thread-safe); the asyncio side only enqueues and awaits events.
+Between two decoding steps the scheduler admits waiting requests into free slots (up to `max_batch_size` running;
+newcomers are prefilled together) and drops sequences whose client went away. When the engine is idle it waits up to
+`batch_timeout_ms` for simultaneous arrivals so their prefill is batched. The wait queue is bounded: past `max_queue`
+waiting requests a submit fails at once with `QueueFull` (HTTP 429 + Retry-After) instead of letting latency and
+memory grow without limit.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class _Pending:
     loop: asyncio.AbstractEventLoop
     events: asyncio.Queue
     enqueued: float = field(default_factory=time.perf_counter)
+    admitted: float = 0.0
 
     def send(self, kind: str, value: Any) -> None:
         try:
@@ -56,8 +61,8 @@ class Batcher:
         self._queue: deque[_Pending] = deque()
         self._cond = threading.Condition()
         self._closed = False
-        self._batch_seconds = 1.0  # moving average, for Retry-After
-        self._worker = threading.Thread(target=self._run, name="medfoundry-batcher", daemon=True)
+        self._request_seconds = 1.0  # moving average of admission-to-done, for Retry-After
+        self._worker = threading.Thread(target=self._run, name="medfoundry-scheduler", daemon=True)
         self._worker.start()
 
     # ---------------------------------------------------------------- asyncio side
@@ -75,23 +80,18 @@ class Batcher:
         return pending
 
     def retry_after(self) -> int:
-        batches_ahead = len(self._queue) / self.max_batch_size + 1
-        return max(1, math.ceil(batches_ahead * self._batch_seconds))
+        rounds_ahead = len(self._queue) / self.max_batch_size + 1
+        return max(1, math.ceil(rounds_ahead * self._request_seconds))
 
     async def submit(self, request: GenerationRequest) -> GenerationResult:
-        pending = self._enqueue(request)
-        try:
-            while True:
-                kind, value = await pending.events.get()
-                if kind == "done":
-                    return value
-                if kind == "error":
-                    raise value
-        finally:
-            request.cancelled = True  # no-op when done; stops generating for a client that went away
+        async for kind, value in self.stream(request):
+            if kind == "done":
+                return value
+        raise RuntimeError("stream ended without a result")
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[tuple[str, Any]]:
-        """Events ("start", prompt_tokens), ("delta", text)..., then ("done", GenerationResult); errors are raised."""
+        """Events ("start", prompt_tokens), ("delta", text)..., then ("done", GenerationResult); errors are raised.
+        Leaving the iteration early (client gone) cancels the request: its slot is freed at the next step."""
         pending = self._enqueue(request)
         try:
             while True:
@@ -102,7 +102,9 @@ class Batcher:
                 if kind == "done":
                     return
         finally:
-            request.cancelled = True
+            request.cancelled = True  # no-op when done
+            with self._cond:
+                self._cond.notify()
 
     def close(self) -> None:
         with self._cond:
@@ -114,59 +116,58 @@ class Batcher:
             pending.send("error", ShuttingDown("server is shutting down"))
         self._worker.join(timeout=30)
 
-    # ---------------------------------------------------------------- worker thread
-    def _take_batch(self) -> list[_Pending] | None:
+    # ---------------------------------------------------------------- scheduler thread
+    def _admit(self) -> list[_Pending] | None:
+        """Waiting requests for the free slots (None when closed); blocks while there is nothing to do."""
         with self._cond:
-            while not self._queue and not self._closed:
+            while not self._queue and not self.engine.active and not self._closed:
                 self._cond.wait()
             if self._closed:
                 return None
-            deadline = self._queue[0].enqueued + self.batch_timeout
-            while len(self._queue) < self.max_batch_size and not self._closed:
-                remaining = deadline - time.perf_counter()
-                if remaining <= 0:
-                    break
-                self._cond.wait(remaining)
-            group = self._queue[0].request.group
-            batch, keep = [], deque()
-            while self._queue:
+            if not self.engine.active and self._queue:  # idle: let simultaneous arrivals share one prefill
+                deadline = self._queue[0].enqueued + self.batch_timeout
+                while len(self._queue) < self.max_batch_size and not self._closed:
+                    remaining = deadline - time.perf_counter()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+            admitted = []
+            while self._queue and self.engine.active + len(admitted) < self.max_batch_size:
                 item = self._queue.popleft()
-                if item.request.cancelled:
-                    continue
-                if len(batch) < self.max_batch_size and item.request.group == group:
-                    batch.append(item)
-                else:
-                    keep.append(item)
-            self._queue = keep
+                if not item.request.cancelled:
+                    admitted.append(item)
             metrics.QUEUE_DEPTH.set(len(self._queue))
-            return batch
+            return admitted
 
     def _run(self) -> None:
         while True:
-            batch = self._take_batch()
-            if batch is None:
-                return
-            if not batch:
-                continue
-            started = time.perf_counter()
-            for item in batch:
-                metrics.QUEUE_WAIT.observe(started - item.enqueued)
-            metrics.BATCH_SIZE.observe(len(batch))
-
-            def emit(row: int, kind: str, value: Any, batch=batch) -> None:
-                batch[row].send(kind, value)
-
+            admitted = self._admit()
+            if admitted is None:
+                break
+            if admitted:
+                now = time.perf_counter()
+                for item in admitted:
+                    metrics.QUEUE_WAIT.observe(now - item.enqueued)
+                    item.admitted = now
+                try:
+                    self.engine.add([item.request for item in admitted], [self._sink(item) for item in admitted])
+                except Exception as err:  # noqa: BLE001 - fail the newcomers, keep serving the running batch
+                    log.exception("prefill of %d requests failed", len(admitted))
+                    for item in admitted:
+                        item.send("error", err)
             try:
-                results = self.engine.run_batch([item.request for item in batch], emit)
-            except Exception as err:  # noqa: BLE001 - fail this batch's requests, keep serving
-                log.exception("batch of %d failed", len(batch))
-                results = [err] * len(batch)
-            elapsed = time.perf_counter() - started
-            self._batch_seconds = 0.8 * self._batch_seconds + 0.2 * elapsed
-            for item, result in zip(batch, results, strict=True):
-                if isinstance(result, Exception):
-                    item.send("error", result)
-                else:
-                    metrics.PROMPT_TOKENS.inc(result.prompt_tokens)
-                    metrics.COMPLETION_TOKENS.inc(result.completion_tokens)
-                    item.send("done", result)
+                self.engine.step()
+            except Exception as err:  # noqa: BLE001 - fail the running batch, keep serving
+                log.exception("decoding step failed")
+                self.engine.abort(err)
+            metrics.RUNNING.set(self.engine.active)
+        self.engine.abort(ShuttingDown("server is shutting down"))
+        metrics.RUNNING.set(0)
+
+    def _sink(self, item: _Pending):
+        def sink(kind: str, value: Any) -> None:
+            if kind == "done":
+                self._request_seconds = 0.8 * self._request_seconds + 0.2 * (time.perf_counter() - item.admitted)
+            item.send(kind, value)
+
+        return sink

@@ -1,4 +1,5 @@
-"""The medical VLM as a `kserve.Model`: loads from the registry or a path, batches requests, answers KServe v2.
+"""The medical VLM as a `kserve.Model`: loads from the registry or a path, serves requests through continuous
+batching (or vLLM), answers KServe v2.
 
 KServe v2 inference (`POST /v2/models/<name>/infer`):
     inputs:  "text" BYTES [n] (prompts), optional "image" BYTES [n] (base64 data URIs, "" for none)
@@ -16,7 +17,7 @@ from typing import Any
 
 from medfoundry.config.release import ServingConfig
 from medfoundry.serving import metrics
-from medfoundry.serving.engine import GenerationRequest, RequestError
+from medfoundry.serving.engine import GenerationRequest, RequestError, text_only_refusal
 
 
 def _import_kserve():
@@ -77,19 +78,24 @@ class MedVLMModel(kserve.Model):
 
     def load(self) -> bool:
         from medfoundry.serving.batching import Batcher
-        from medfoundry.serving.engine import make_engine
+        from medfoundry.serving.engine import InProcessEngine, make_engine
 
         started = time.perf_counter()
         try:
             path = resolve_model_path(self.model_uri)
-            self._engine = make_engine(path, self.name, self.backend, self.model_cfg, self.serving.threads)
+            self._engine = make_engine(
+                path, self.name, self.backend, self.model_cfg, self.serving.threads, self.serving.max_queue
+            )
         except Exception as err:
             self.load_error = f"{type(err).__name__}: {err}"
             log.error("model %s failed to load: %s", self.name, self.load_error)
             raise
-        self.batcher = Batcher(
-            self._engine, self.serving.max_batch_size, self.serving.batch_timeout_ms, self.serving.max_queue
-        )
+        if isinstance(self._engine, InProcessEngine):
+            self.batcher = Batcher(
+                self._engine, self.serving.max_batch_size, self.serving.batch_timeout_ms, self.serving.max_queue
+            )
+        else:  # vLLM schedules its own continuous batches behind the same submit/stream interface
+            self.batcher = self._engine
         self.loaded_at = int(time.time())
         self.ready = True
         metrics.MODEL_READY.labels(model=self.name).set(1)
@@ -134,7 +140,7 @@ class MedVLMModel(kserve.Model):
             image = None
             if image_uri:
                 if not self.accepts_images:
-                    raise kserve.errors.InvalidInput("this model is text-only: it does not accept images")
+                    raise kserve.errors.InvalidInput(str(text_only_refusal()))
                 try:
                     image = await self.decode_image(*decode_data_uri(image_uri))
                 except RequestError as err:

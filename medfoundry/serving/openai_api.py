@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from medfoundry.serving.engine import GenerationRequest, GenerationResult, RequestError
+from medfoundry.serving.engine import GenerationRequest, GenerationResult, RequestError, text_only_refusal
 
 IMAGE_TYPES = {
     "image/png": "image.png",
@@ -151,7 +151,7 @@ def to_generation(
             if part.image_url is None:
                 raise RequestError("an image_url part needs an image_url object", param="image_url")
             if not accepts_images:
-                raise RequestError("this model is text-only: it does not accept images", param="image_url", code="unsupported_image")
+                raise text_only_refusal()
             if image is not None:
                 raise RequestError("at most one image per request", param="image_url")
             if role != "user":

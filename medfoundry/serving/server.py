@@ -131,6 +131,18 @@ class MedFoundryModelServer(kserve.ModelServer):
             model.stop()
 
 
+async def _unless_disconnected(request: Request, work: Any, poll_s: float = 0.5) -> Any:
+    """Await `work`, cancelling it (which frees its engine slot) if the client disconnects first; None then."""
+    task = asyncio.ensure_future(work)
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=poll_s)
+        if done:
+            return task.result()
+        if await request.is_disconnected():
+            task.cancel()
+            return None
+
+
 def _async(handler):
     async def wrapped(request, err):
         return handler(request, err)
@@ -184,7 +196,9 @@ def register_openai_routes(app: Any, model: MedVLMModel, serving: ServingConfig)
             log.info("prompt: %s", json.dumps([m["content"] for m in generation.messages])[:2000])
         cid = oa.completion_id()
         if not chat.stream:
-            result = await model.batcher.submit(generation)
+            result = await _unless_disconnected(request, model.batcher.submit(generation))
+            if result is None:  # the client went away: its slot was freed; nobody reads this response
+                return json_response(499, "client closed the request", "client_closed")
             return oa.chat_completion(cid, model.name, result)
 
         events = model.batcher.stream(generation)

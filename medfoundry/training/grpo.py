@@ -1,69 +1,143 @@
-"""RL with GRPO (TRL's GRPOTrainer) on held-back QA items, with the profile's reward mixture.
+"""RL on held-back QA items: optional prompt pool by pass rate, then the profile's phases (RFT, then GRPO phases with
+TRL's GRPOTrainer), each with its own pool and reward mixture behind the safety gate.
 
-Prompts: the RL half of the holdout (`medfoundry.training.qa.is_rl_holdout`: split "holdout" and
-meta["holdout_use"] == "rl" when set, otherwise the sha256 of "rl:<id>" with an even first byte), rendered with
-evaluation's reasoning template. The other half of the holdout is left for evaluation. Prompts are text-only: the
-record's image is not passed to GRPO (TRL 1.16's multimodal GRPO path is not used here), so image questions are
-asked from their text. With `rl.tools` the policy may call lookup tools (`medfoundry.training.tools`) during
-rollouts; the chat template must support tool calls (the tiny models' Qwen3-VL template does).
+Prompts: the RL half of the holdout (`medfoundry.training.qa.is_rl_holdout`), rendered with evaluation's reasoning
+template. Each row carries the columns the rewards read: the gold answer and its rule type (`answer_type`,
+`tolerance`), options, context, a rubric (the record's own `meta["rubric"]`, else built from the entity tree by
+`medfoundry.training.rubrics`), and `expected_tool` for tool tasks. Image items keep their image in TRL's `image`
+column (`rl.images`), so rollouts and the policy update see pixels and the vision tower is trained.
+
+GRPO settings from the profile: `batch_size` groups (prompts) per step of `num_generations` completions each,
+`beta` (KL to the reference policy, logged as kl), clip-higher (`epsilon_high`) and an entropy bonus that switches on
+when the mean token entropy falls to `entropy_target` (TRL adaptive entropy control). Logged per phase: every reward
+component, reward and its spread, zero-variance groups (groups whose completions all got the same reward: no
+gradient), KL, entropy, clip ratios, tool-call frequency.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from medfoundry.config import Profile
+from medfoundry.config.training import RLConfig, RLPhase
 from medfoundry.data.records import Record, read_records
-from medfoundry.models.loading import load_model
+from medfoundry.models.loading import LoadedModel, load_model
 from medfoundry.training.checkpoints import (
     checkpoint_arguments,
     checkpoint_step,
     prepare_resume,
     with_exact_resume,
 )
-from medfoundry.training.common import TRAINER_DIR, deepspeed_stage, finish, resume_settings
+from medfoundry.training.common import TRAINER_DIR, deepspeed_stage, finish
 from medfoundry.training.live import LiveMetricsCallback
-from medfoundry.training.qa import is_qa, is_rl_holdout, qa_messages
-from medfoundry.training.rewards import reward_mixture
+from medfoundry.training.qa import is_qa, is_rl_holdout, qa_messages, record_image
+from medfoundry.training.rewards import RewardResources, reward_mixture
+from medfoundry.training.rewards.grounding_index import GroundingIndex
+from medfoundry.training.rewards.rubric import RubricJudge
+from medfoundry.training.rewards.rules import infer_answer_type
+from medfoundry.training.rubrics import STATIC_RUBRICS, build_rubric
 from medfoundry.training.tools import resolve_tools
 
+log = logging.getLogger("medfoundry.training")
+CLOSED_TYPES = {"option", "yes_no", "number", "set", "regex"}
+# Metrics TRL logs per step that the stage reports as per-phase means.
+LOGGED = {"kl": "kl", "entropy": "entropy", "clip_ratio/high_mean": "clip_high", "clip_ratio/low_mean": "clip_low",
+          "entropy_coef": "entropy_coef", "reward_std": "reward_std", "completions/mean_length": "completion_length",
+          "tools/call_frequency": "tool_calls_per_completion"}
 
-def rl_row(record: Record) -> dict[str, Any]:
+
+def rl_row(record: Record, dataset_dir: Path | None = None, grounding: GroundingIndex | None = None,
+           images: bool = True) -> dict[str, Any]:
     """One GRPO dataset row: the conversational prompt plus the columns the rewards read."""
-    rubric = record.meta.get("rubric")
-    return {
-        "prompt": qa_messages(record, reasoning=True),
-        "answer": record.answer or "",
+    rubric = record.meta.get("rubric") or build_rubric(record, grounding)
+    answer = record.answer or ""
+    image_path = record_image(record, dataset_dir) if images and dataset_dir is not None else None
+    row = {
+        "prompt": record.meta.get("messages") or qa_messages(record, reasoning=True),
+        "answer": answer,
+        "answer_type": record.meta.get("answer_type") or infer_answer_type(answer, record.options),
+        "tolerance": str(record.meta.get("tolerance", "")),
         "options": json.dumps(record.options) if record.options else "",
         "question": record.question or "",
         "context": record.text or "",
         "rubric": json.dumps(rubric) if rubric else "",
+        "expected_tool": record.meta.get("expected_tool", ""),
+        "rare": any(m.rare for m in record.entities),
         "id": record.id,
     }
+    if image_path is not None:
+        from PIL import Image
+
+        with Image.open(image_path) as image:
+            row["image"] = image.convert("RGB")
+        row["image_path"] = str(image_path)
+    return row
 
 
-def rl_rows(dataset_dir: Path) -> list[dict[str, Any]]:
-    return [rl_row(r) for r in read_records(dataset_dir) if is_qa(r) and is_rl_holdout(r)]
+def rl_rows(dataset_dir: Path, grounding: GroundingIndex | None = None, images: bool = True) -> list[dict[str, Any]]:
+    return [rl_row(r, dataset_dir, grounding, images) for r in read_records(dataset_dir) if is_qa(r) and is_rl_holdout(r)]
 
 
-def grpo_config(profile: Profile, out_dir: Path, num_prompts: int):
+POOLS = {
+    "all": lambda row: True,
+    "banded": lambda row: "pass_rate" in row,
+    "closed": lambda row: row["answer_type"] in CLOSED_TYPES,
+    "red_flag": lambda row: any(pattern.search(row["question"]) for pattern, _ in STATIC_RUBRICS),
+    "rare": lambda row: row["rare"],
+    "image": lambda row: row.get("image") is not None,
+    "tools": lambda row: bool(row["expected_tool"]),
+}
+
+
+def phases(cfg: RLConfig) -> list[RLPhase]:
+    return cfg.phases or [RLPhase(name="rl", kind="grpo", pool="all", max_steps=cfg.max_steps, rewards=cfg.rewards)]
+
+
+def _needs_grounding(cfg: RLConfig) -> bool:
+    return any("evidence_grounding" in (p.rewards or cfg.rewards) for p in phases(cfg))
+
+
+def grounding_index(profile: Profile) -> GroundingIndex:
+    """The entity tree the curate stage built (the workspace's cache for the curation section's ontology inputs)."""
+    from medfoundry.entities.linker import Linker
+    from medfoundry.entities.tree import load_or_build_tree
+    from medfoundry.workspace import Workspace
+
+    cur = profile.curation
+    tree, folder = load_or_build_tree(
+        Path(cur.ontology_dir) if cur.ontology_dir else None,
+        cur.max_nodes_per_source,
+        cache_dir=Workspace.resolve(profile.workspace).cache / "entity_tree",
+    )
+    try:
+        linker = Linker.cached(tree, folder)
+    except OSError:  # a read-only tree folder
+        linker = Linker.from_tree(tree)
+    return GroundingIndex(linker, tree)
+
+
+def phase_checkpoint_dir(out_dir: Path, phase: RLPhase) -> Path:
+    return Path(out_dir) / TRAINER_DIR / phase.name
+
+
+def grpo_config(profile: Profile, phase: RLPhase, out_dir: Path, num_prompts: int, weights: list[float]):
     import torch
     from trl import GRPOConfig
 
     from medfoundry.training.deepspeed import build_deepspeed_config, prepare_cpu_deepspeed
 
     cfg = profile.rl
-    _, weights = reward_mixture(cfg.rewards)
     on_gpu = torch.cuda.is_available()
     zero_stage = deepspeed_stage(cfg, profile.cluster.deepspeed_stage)
     if zero_stage:
         prepare_cpu_deepspeed()
     return GRPOConfig(
-        output_dir=str(Path(out_dir) / TRAINER_DIR),
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size,
+        output_dir=str(phase_checkpoint_dir(out_dir, phase)),
+        max_steps=phase.max_steps,
+        per_device_train_batch_size=cfg.batch_size * cfg.num_generations,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         learning_rate=cfg.learning_rate,
         warmup_steps=cfg.warmup_ratio,
@@ -73,6 +147,12 @@ def grpo_config(profile: Profile, out_dir: Path, num_prompts: int):
         max_completion_length=cfg.max_completion_length,
         temperature=cfg.temperature,
         reward_weights=weights,
+        epsilon_high=cfg.epsilon_high,
+        use_adaptive_entropy=cfg.entropy_target is not None,
+        entropy_coef=0.0,
+        entropy_target=cfg.entropy_target if cfg.entropy_target is not None else 0.2,
+        use_vllm=cfg.use_vllm,
+        vllm_mode=cfg.vllm_mode,
         seed=cfg.seed,
         logging_steps=cfg.logging_steps,
         **checkpoint_arguments(cfg),
@@ -87,62 +167,182 @@ def grpo_config(profile: Profile, out_dir: Path, num_prompts: int):
     )
 
 
-def run_grpo(profile: Profile, dataset_dir: Path, model_dir: str | Path, out_dir: Path) -> dict[str, Any]:
-    """GRPO steps on the RL holdout; save the policy to `out_dir`; return metrics (mean_reward, reward_first/last,
-    per-reward means, steps, prompts)."""
+def _recording(fn, values: list):
+    def recorded(completions, **kwargs):
+        scores = fn(completions, **kwargs)
+        values.extend(scores)
+        return scores
+
+    recorded.__name__ = fn.__name__
+    return recorded
+
+
+def _grpo_phase(profile: Profile, phase: RLPhase, loaded: LoadedModel, rows: list[dict[str, Any]], out_dir: Path,
+                resources: RewardResources) -> tuple[dict[str, Any], dict[str, list], Any]:
     from datasets import Dataset
     from trl import GRPOTrainer
 
     cfg = profile.rl
-    rows = rl_rows(Path(dataset_dir))
-    if not rows:
-        raise ValueError(f"{dataset_dir}: no held-back QA records for RL (split 'holdout', RL half)")
-    reward_funcs, _ = reward_mixture(cfg.rewards)
-    tools = resolve_tools(cfg.tools) if cfg.tools else None
-    loaded = load_model(model_dir, profile.model)
-    loaded.model.train()
+    reward_funcs, weights = reward_mixture(phase.rewards or cfg.rewards, resources, cfg.safety_gate)
+    recorded: dict[str, list] = {fn.__name__: [] for fn in reward_funcs}
+    reward_funcs = [_recording(fn, recorded[fn.__name__]) for fn in reward_funcs]
     peft_config = None
     if cfg.use_lora:
         from peft import LoraConfig
 
         peft_config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
-    settings = {"stage": cfg.model_dump(), **resume_settings(dataset_dir, model_dir)}
-    resume = prepare_resume(Path(out_dir) / TRAINER_DIR, settings)
+    columns = [{k: v for k, v in row.items() if k not in ("pass_rate", "in_band")} for row in rows]
+    # Each phase checkpoints into its own folder, so a restarted stage resumes the phase it was killed in (finished
+    # phases resume from their final checkpoint, restoring the policy they produced).
+    settings = {"rl": cfg.model_dump(), "phase": phase.model_dump(), "rows": [r["id"] for r in rows]}
+    resume = prepare_resume(phase_checkpoint_dir(out_dir, phase), settings)
     trainer = with_exact_resume(GRPOTrainer)(
         callbacks=[LiveMetricsCallback()],
         model=loaded.model,
         reward_funcs=reward_funcs,
-        args=grpo_config(profile, Path(out_dir), len(rows)),
-        train_dataset=Dataset.from_list(rows),
+        args=grpo_config(profile, phase, out_dir, len(rows), weights),
+        train_dataset=Dataset.from_list(columns),
         processing_class=loaded.processing_class,
         peft_config=peft_config,
-        tools=tools,
+        tools=resolve_tools(cfg.tools) if cfg.tools else None,
     )
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     model = trainer.model
     loaded.model = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
     history = [row for row in trainer.state.log_history if "reward" in row]
-    rewards = [(int(row["step"]), float(row["reward"])) for row in history]
-    curves: dict[str, list] = {"reward": rewards}
-    metrics: dict[str, Any] = {
-        "steps": int(trainer.state.global_step),
-        "prompts": len(rows),
-        "mean_reward": sum(r for _, r in rewards) / len(rewards) if rewards else float("nan"),
-        "reward_first": rewards[0][1] if rewards else float("nan"),
-        "reward_last": rewards[-1][1] if rewards else float("nan"),
-        "train_runtime_s": float(result.metrics.get("train_runtime", 0.0)),
-        "resumed_from_step": checkpoint_step(resume),
-    }
-    for fn in reward_funcs:
-        key = f"rewards/{fn.__name__}/mean"
-        values = [(int(row["step"]), float(row[key])) for row in history if row.get(key) is not None]
+    curves: dict[str, list] = {"reward": [(int(r["step"]), float(r["reward"])) for r in history]}
+    metrics: dict[str, Any] = {"steps": int(trainer.state.global_step), "prompts": len(rows),
+                               "resumed_from_step": checkpoint_step(resume)}
+    names = {fn.__name__ for fn in reward_funcs}
+    for key, name in [("reward", "reward"), *((f"rewards/{n}/mean", f"reward_{n}") for n in sorted(names)),
+                      *LOGGED.items()]:  # per-step curves; the component means are recomputed below
+        values = [(int(r["step"]), float(r[key])) for r in history if r.get(key) is not None and r[key] == r[key]]
         if values:
-            curves[f"reward_{fn.__name__}"] = values
-            metrics[f"reward_{fn.__name__}_mean"] = sum(v for _, v in values) / len(values)
-    calls = [float(row["tools/call_frequency"]) for row in history if "tools/call_frequency" in row]
-    if calls:
-        metrics["tool_calls_per_completion"] = sum(calls) / len(calls)
-    lengths = [float(row["completions/mean_length"]) for row in history if "completions/mean_length" in row]
-    if lengths:
-        metrics["completion_mean_length"] = sum(lengths) / len(lengths)
+            curves[name] = values
+            metrics[f"{name}_mean"] = sum(v for _, v in values) / len(values)
+            metrics[f"{name}_last"] = values[-1][1]
+    for name, values in recorded.items():  # every component, applicable or not (TRL logs NaN for "never")
+        applicable = [float(v) for v in values if v is not None]
+        metrics[f"reward_{name}_applicable"] = len(applicable) / len(values) if values else 0.0
+        if applicable:
+            metrics[f"reward_{name}_mean"] = sum(applicable) / len(applicable)
+    # frac_reward_zero_std is per step over that step's groups; the stage reports counts
+    zero = [float(r["frac_reward_zero_std"]) for r in history if "frac_reward_zero_std" in r]
+    metrics["groups"] = len(zero) * cfg.batch_size
+    metrics["zero_variance_groups"] = round(sum(z * cfg.batch_size for z in zero))
+    return metrics, curves, trainer
+
+
+def _rft_phase(profile: Profile, phase: RLPhase, loaded: LoadedModel, rows: list[dict[str, Any]],
+               samples: dict[str, list[str]], out_dir: Path) -> tuple[dict[str, Any], dict[str, list], Any]:
+    """Rejection-sampling fine-tuning: SFT steps on the policy's own passing (correct and safe) samples."""
+    from medfoundry.models.chat import attach_image, render
+    from medfoundry.training.common import TextExample, encode_examples, train_causal_lm
+    from medfoundry.training.prompt_pool import passes
+
+    examples = []
+    for row in rows:
+        completions = samples.get(row["id"], [])
+        for completion, ok in zip(completions, passes(row, completions), strict=True):
+            if ok:
+                image_path = Path(row["image_path"]) if row.get("image_path") and loaded.is_vision else None
+                messages = attach_image(row["prompt"]) if row.get("image") is not None and loaded.is_vision else row["prompt"]
+                examples.append(TextExample(render(loaded, messages, add_generation_prompt=True), completion,
+                                            image_path, 1.0, row["id"]))
+    metrics: dict[str, Any] = {"accepted_samples": len(examples), "sampled": sum(len(v) for v in samples.values())}
+    if not examples:
+        log.warning("RL phase %s: no passing samples to fine-tune on; skipped", phase.name)
+        return {**metrics, "steps": 0, "skipped": 1}, {}, None
+    cfg = profile.rl
+    encoded, _ = encode_examples(loaded, examples, cfg.max_length, keep_completion=True)
+    stage_cfg = cfg.model_copy(update={"max_steps": phase.max_steps})
+    train_metrics, curves, trainer = train_causal_lm(loaded, encoded, stage_cfg, out_dir,
+                                                     deepspeed_stage(cfg, profile.cluster.deepspeed_stage),
+                                                     phase_checkpoint_dir(out_dir, phase))
+    metrics.update(steps=train_metrics["steps"], loss_first=train_metrics["loss_first"],
+                   loss_last=train_metrics["loss_last"])
+    return metrics, curves, trainer
+
+
+def run_grpo(profile: Profile, dataset_dir: Path, model_dir: str | Path, out_dir: Path,
+             grounding: GroundingIndex | None = None) -> dict[str, Any]:
+    """The RL phases on the RL holdout; save the policy to `out_dir`; return metrics: per phase `<phase>/<metric>`,
+    and overall `reward_<component>_mean` for every reward component, mean_reward, reward_first/last, kl/entropy,
+    zero-variance groups, rubric coverage and the prompt pool's composition."""
+    cfg = profile.rl
+    if grounding is None and _needs_grounding(cfg):
+        grounding = grounding_index(profile)
+    for phase in phases(cfg):
+        reward_mixture(phase.rewards or cfg.rewards, RewardResources(grounding=grounding), cfg.safety_gate)  # fail early
+    rows = rl_rows(Path(dataset_dir), grounding, cfg.images)
+    agentic_counts: dict[str, int] = {}
+    if cfg.agentic_tasks:
+        from medfoundry.training.agentic import generate_tasks, task_records
+
+        tasks, agentic_counts = generate_tasks(cfg.agentic_tasks, cfg.seed)
+        rows += [rl_row(r, None, grounding, False) for r in task_records(tasks)]
+    if not rows:
+        raise ValueError(f"{dataset_dir}: no held-back QA records for RL (split 'holdout', RL half)")
+    judge = RubricJudge(cfg.judge.endpoint, cfg.judge.model) if cfg.judge else None
+    resources = RewardResources(grounding=grounding, judge=judge)
+    loaded = load_model(model_dir, profile.model)
+    loaded.model.train()
+    if not loaded.is_vision:  # a text-only policy is asked image questions from their text
+        rows = [{k: v for k, v in r.items() if k not in ("image", "image_path")} for r in rows]
+    metrics: dict[str, Any] = {
+        "prompts": len(rows),
+        "rows_with_rubric": sum(1 for r in rows if r["rubric"]),
+        "rubric_coverage": sum(1 for r in rows if r["rubric"]) / len(rows),
+        "rows_with_image": sum(1 for r in rows if r.get("image") is not None),
+        **{f"agentic/{k}": v for k, v in agentic_counts.items()},
+    }
+    curves: dict[str, list] = {}
+    samples: dict[str, list[str]] = {}
+    if cfg.prompt_pool.enabled:
+        from medfoundry.training.prompt_pool import build_prompt_pool
+
+        pool = build_prompt_pool(loaded, rows, cfg.prompt_pool, cfg.seed)
+        samples = pool.samples
+        banded_ids = {r["id"]: r for r in pool.rows}
+        rows = [banded_ids.get(r["id"], r) for r in rows]
+        metrics.update({f"pool/{k}": v for k, v in pool.composition.items() if isinstance(v, int | float)})
+        metrics["pool_composition"] = json.dumps(pool.composition, sort_keys=True)
+        (Path(out_dir)).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / "prompt_pool.json").write_text(json.dumps(pool.measured, indent=1))
+    trainer = None
+    grpo_phases: list[dict[str, Any]] = []
+    for phase in phases(cfg):
+        pool_rows = [r for r in rows if POOLS[phase.pool](r)]
+        prefix = f"{phase.name}/"
+        if not pool_rows:
+            log.warning("RL phase %s: pool %r is empty; skipped", phase.name, phase.pool)
+            metrics[prefix + "skipped"] = 1
+            continue
+        if len(pool_rows) < cfg.batch_size:  # a step needs batch_size groups: repeat a small pool's prompts
+            pool_rows = (pool_rows * cfg.batch_size)[: cfg.batch_size]
+        if phase.kind == "rft":
+            phase_metrics, phase_curves, phase_trainer = _rft_phase(profile, phase, loaded, pool_rows, samples, out_dir)
+        else:
+            phase_metrics, phase_curves, phase_trainer = _grpo_phase(profile, phase, loaded, pool_rows, out_dir, resources)
+            grpo_phases.append(phase_metrics)
+            for name, values in phase_curves.items():  # one run-wide curve per metric across the GRPO phases
+                curve = curves.setdefault(name, [])
+                curve.extend((len(curve) + i, v) for i, (_, v) in enumerate(values, 1))
+        trainer = phase_trainer or trainer
+        metrics.update({prefix + k: v for k, v in phase_metrics.items()})
+        curves.update({prefix + k: v for k, v in phase_curves.items()})
+    if not grpo_phases:
+        raise ValueError("RL: no GRPO phase ran (every phase's pool was empty)")
+    rewards = curves["reward"]
+    metrics.update(
+        steps=sum(int(metrics.get(f"{p.name}/steps", 0)) for p in phases(cfg)),
+        mean_reward=sum(v for _, v in rewards) / len(rewards),
+        reward_first=rewards[0][1],
+        reward_last=rewards[-1][1],
+        groups=sum(p["groups"] for p in grpo_phases),
+        zero_variance_groups=sum(p["zero_variance_groups"] for p in grpo_phases),
+    )
+    for key in {k for p in grpo_phases for k in p if k.endswith(("_mean", "_applicable")) and k != "reward_mean"}:
+        values = [p[key] for p in grpo_phases if key in p]
+        metrics[key] = sum(values) / len(values)
     return finish(loaded, Path(out_dir), metrics, curves, trainer)

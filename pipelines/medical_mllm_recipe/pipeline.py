@@ -2,7 +2,8 @@
 
 start-tracking -> ingest -> validate -> curate -> pretrain -> sft -> rl -> evaluate -> register -> gate
 and, only inside `dsl.If(gate passed)`, promote. The profile travels as one YAML string parameter so the same
-compiled pipeline runs any profile; the MLflow parent run id ties every stage's nested run together.
+compiled pipeline runs any profile; the MLflow parent run id ties every stage's nested run together (the data stages
+find it through the KFP run id, so their cache key holds no run-specific value).
 """
 
 from kfp import dsl
@@ -41,17 +42,24 @@ def build(cluster_settings=None):
     return medical_mllm_recipe
 
 
+def data_stages(profile: str, tracking):
+    """ingest -> validate -> curate, after `tracking` (which opens the MLflow parent run they nest under).
+
+    They take no run-specific input (the parent run is found through the KFP run id), so their cache key is the
+    profile plus their input data: a second run with the same profile reuses them."""
+    raw = ingest(profile=profile).after(tracking)
+    validated = validate(profile=profile, raw_data=raw.outputs["raw_data"])
+    curated = curate(profile=profile, validated_data=validated.outputs["validated_data"])
+    return raw, validated, curated
+
+
 def _recipe(profile: str, pipeline_run_id: str, settings) -> None:
     tracking = start_tracking(profile=profile, pipeline_run_id=pipeline_run_id).set_display_name(
         "start-tracking"
     )
     run_id = tracking.output
 
-    raw = ingest(profile=profile, parent_run_id=run_id)
-    validated = validate(profile=profile, parent_run_id=run_id, raw_data=raw.outputs["raw_data"])
-    curated = curate(
-        profile=profile, parent_run_id=run_id, validated_data=validated.outputs["validated_data"]
-    )
+    raw, validated, curated = data_stages(profile, tracking)
     dataset = curated.outputs["curated_data"]
 
     pretrained = pretrain(profile=profile, parent_run_id=run_id, curated_data=dataset)

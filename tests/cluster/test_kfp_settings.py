@@ -44,7 +44,13 @@ def test_gpu_cpu_and_trainjob_steps_on_the_production_profile(tmp_path):
     assert gpu["podMetadata"]["labels"]["medfoundry.io/stage-kind"] == "gpu"
     gpu_resources = executors["exec-step"]["container"]["resources"]["accelerator"]
     assert gpu_resources["resourceType"] == "nvidia.com/gpu" and gpu_resources["resourceCount"] == "8"
-    assert "resources" not in executors["exec-step-2"]["container"]
+    cpu_resources = executors["exec-step-2"]["container"]["resources"]
+    assert cpu_resources["cpuRequest"] == 1 and cpu_resources["memoryRequest"] == 4 * 2**30 / 1e9
+    assert "accelerator" not in cpu_resources
+    # A TrainJob launcher only waits on its job: CPU image, small requests.
+    launcher_container = executors["exec-step-3"]["container"]
+    assert "/medfoundry-cpu:" in launcher_container["image"] and "/medfoundry-gpu:" in executors["exec-step"]["container"]["image"]
+    assert launcher_container["resources"]["cpuRequest"] == 0.25
     env = {e["name"]: e["value"] for e in executors["exec-step"]["container"]["env"]}
     assert env["HF_HOME"] == "/cache/huggingface"
 
@@ -57,3 +63,13 @@ def test_local_profiles_get_no_kubernetes_settings(tmp_path):
 def test_unknown_stage_kind_is_refused():
     with pytest.raises(ValueError, match="stage_kind"):
         apply_kubernetes_settings(object(), load_profile("production-7b"), "tpu")
+
+
+def test_operator_registry_and_retries_from_the_profile(tmp_path):
+    profile = load_profile(
+        "production-7b", {"cluster.image_registry": "registry.example.org/mlops", "cluster.step_retries": 3}
+    )
+    executors, platform = _compile(tmp_path, profile, ["cpu"])
+    assert executors["exec-step"]["container"]["image"].startswith("registry.example.org/mlops/medfoundry-cpu:")
+    [field] = platform["exec-step"]["fieldPathAsEnv"]
+    assert field == {"name": "MEDFOUNDRY_PIPELINE_RUN_ID", "fieldPath": "metadata.labels['pipeline/runid']"}

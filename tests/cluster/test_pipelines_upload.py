@@ -139,48 +139,35 @@ def _upload(host, *args, **kwargs):
 pytestmark = [pytest.mark.kmock(cls=kmocklib.RawHandler), pytest.mark.filterwarnings("ignore::FutureWarning")]
 
 
-def test_version_name_is_package_version_and_git_sha(monkeypatch):
+def test_version_name_is_package_version_git_sha_and_profile_hash(monkeypatch):
+    from medfoundry.config import load_profile, profile_hash
+
     monkeypatch.setenv("MEDFOUNDRY_GIT_SHA", "abcdef0123456789")
-    assert pipeline_version_name() == image_tag() == "0.1.0-abcdef0"
+    production = load_profile("production-7b")
+    assert pipeline_version_name(production) == f"{image_tag()}-{profile_hash(production)[:8]}"
+    assert pipeline_version_name(production).startswith("0.1.0-abcdef0-")
+    assert pipeline_version_name(load_profile("tiny")) != pipeline_version_name(production)
+    assert pipeline_version_name(load_profile("production-7b")) == pipeline_version_name(production)
 
 
 @pytest.mark.asyncio
 async def test_first_upload_creates_the_pipeline_then_later_uploads_add_versions(kfp_api, package, monkeypatch):
     fake, host = kfp_api
     monkeypatch.setenv("MEDFOUNDRY_GIT_SHA", "1111111")
-    first = await asyncio.to_thread(_upload, host, package, PIPELINE)
-    assert first.created_pipeline and first.created_version and first.version_name == "0.1.0-1111111"
+    first = await asyncio.to_thread(_upload, host, package, PIPELINE, version_name="0.1.0-1111111-aaaa")
+    assert first.created_pipeline and first.created_version and first.version_name == "0.1.0-1111111-aaaa"
     [pipeline] = fake.pipelines.values()
-    assert [v["display_name"] for v in fake.versions[pipeline["pipeline_id"]]] == [PIPELINE, "0.1.0-1111111"]
+    assert [v["display_name"] for v in fake.versions[pipeline["pipeline_id"]]] == [PIPELINE, "0.1.0-1111111-aaaa"]
     assert fake.packages[first.version_id] == package.read_bytes()
 
-    monkeypatch.setenv("MEDFOUNDRY_GIT_SHA", "2222222")
-    later = await asyncio.to_thread(_upload, host, package, PIPELINE)
+    later = await asyncio.to_thread(_upload, host, package, PIPELINE, version_name="0.1.0-2222222-aaaa")
     assert not later.created_pipeline and later.created_version
-    assert later.pipeline_id == first.pipeline_id and later.version_name == "0.1.0-2222222"
+    assert later.pipeline_id == first.pipeline_id and later.version_name == "0.1.0-2222222-aaaa"
     assert len(fake.pipelines) == 1 and len(fake.versions[first.pipeline_id]) == 3
 
-    again = await asyncio.to_thread(_upload, host, package, PIPELINE)
+    again = await asyncio.to_thread(_upload, host, package, PIPELINE, version_name="0.1.0-2222222-aaaa")
     assert not again.created_version and again.version_id == later.version_id  # re-running is harmless
     assert len(fake.versions[first.pipeline_id]) == 3
-
-
-@pytest.mark.asyncio
-async def test_submit_runs_the_uploaded_version_with_the_profile(kfp_api, package, monkeypatch):
-    from medfoundry.config import load_profile
-
-    fake, host = kfp_api
-    monkeypatch.setenv("MEDFOUNDRY_GIT_SHA", "3333333")
-    profile = load_profile("production-7b")
-    result = await asyncio.to_thread(
-        lambda: submit_pipeline(PIPELINE, profile, host=host, client=_client(host), package_path=package)
-    )
-    [run] = fake.runs
-    assert run["pipeline_version_reference"] == {"pipeline_id": result_pipeline_id(fake), "pipeline_version_id": result.version_id}
-    assert run["service_account"] == "medfoundry-pipeline"
-    assert yaml.safe_load(run["runtime_config"]["parameters"]["profile"])["name"] == "production-7b"
-    assert result.run_id == run["run_id"] and result.url.endswith(f"/#/runs/details/{run['run_id']}")
-    assert [e["display_name"] for e in fake.experiments] == ["medfoundry"]
 
 
 def result_pipeline_id(fake) -> str:
@@ -189,18 +176,37 @@ def result_pipeline_id(fake) -> str:
 
 
 @pytest.mark.asyncio
-async def test_cli_upload_of_a_compiled_file(kfp_api, package, monkeypatch):
+async def test_submit_runs_the_version_compiled_for_its_profile(kfp_api, monkeypatch):
+    """`pipelines upload` for one profile, then `submit` with another: the run must use a version compiled for the
+    submitted profile (before, both were named <version>-<sha> and submit ran the upload's IR). Real compiles."""
     from typer.testing import CliRunner
 
     from medfoundry.cli import app
 
     fake, host = kfp_api
-    monkeypatch.setenv("MEDFOUNDRY_GIT_SHA", "4444444")
+    monkeypatch.setenv("MEDFOUNDRY_GIT_SHA", "3333333")
     runner = CliRunner()
-    args = ["pipelines", "upload", str(package), "--host", host]
-    first = await asyncio.to_thread(runner.invoke, app, args)
-    assert first.exit_code == 0, first.output
-    assert f"created pipeline and version: {PIPELINE} 0.1.0-4444444" in " ".join(first.output.split())
-    second = await asyncio.to_thread(runner.invoke, app, args)
-    assert "version already present" in second.output
-    assert len(fake.pipelines) == 1
+    uploaded = await asyncio.to_thread(
+        runner.invoke, app, ["pipelines", "upload", "--profile", "tiny", "--host", host]
+    )
+    assert uploaded.exit_code == 0, uploaded.output
+    assert "created pipeline and version" in uploaded.output
+    again = await asyncio.to_thread(runner.invoke, app, ["pipelines", "upload", "--profile", "tiny", "--host", host])
+    assert "version already present" in again.output
+
+    from medfoundry.config import load_profile
+
+    profile = load_profile("production-7b")
+    result = await asyncio.to_thread(lambda: submit_pipeline(PIPELINE, profile, host=host, client=_client(host)))
+    [run] = fake.runs
+    assert run["pipeline_version_reference"] == {"pipeline_id": result_pipeline_id(fake), "pipeline_version_id": result.version_id}
+    assert result.version_name == pipeline_version_name(profile)
+    ran = fake.packages[result.version_id].decode()
+    assert "nvidia.com/gpu" in ran and "resourceCpuRequest" in ran  # the production profile's cluster settings
+    tiny_version = next(v for v in fake.versions[result_pipeline_id(fake)] if v["display_name"].endswith(
+        pipeline_version_name(load_profile("tiny"))[-8:]))
+    assert "nvidia.com/gpu" not in fake.packages[tiny_version["pipeline_version_id"]].decode()
+    assert run["service_account"] == "medfoundry-pipeline"
+    assert yaml.safe_load(run["runtime_config"]["parameters"]["profile"])["name"] == "production-7b"
+    assert result.run_id == run["run_id"] and result.url.endswith(f"/#/runs/details/{run['run_id']}")
+    assert [e["display_name"] for e in fake.experiments] == ["medfoundry"]

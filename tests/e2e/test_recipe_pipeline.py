@@ -37,10 +37,10 @@ def test_recipe_runs_end_to_end(recipe_run):
     for stage in STAGES:
         assert stage in out
     assert "promotion gate: passed" in out
-    assert "candidate, champion" in out
+    assert "candidate, dev" in out  # the tiny profile promotes to dev; `champion` is production's alias
 
 
-def test_mlflow_has_parent_nine_stage_runs_and_a_champion(recipe_run, monkeypatch):
+def test_mlflow_has_parent_nine_stage_runs_and_a_promoted_model(recipe_run, monkeypatch):
     home, result = recipe_run
     assert result.returncode == 0
     uri = f"sqlite:///{home / 'mlflow.db'}"
@@ -63,10 +63,19 @@ def test_mlflow_has_parent_nine_stage_runs_and_a_champion(recipe_run, monkeypatc
     assert by_stage["evaluate"].data.metrics["heldout/n"] > 0
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    champion = version_by_alias("medfoundry-medvlm", "champion")
+    assert version_by_alias("medfoundry-medvlm", "champion") is None
+    champion = version_by_alias("medfoundry-medvlm", "dev")
     assert champion is not None
     version = client.get_model_version("medfoundry-medvlm", champion.version)
-    assert {"candidate", "champion"} <= set(version.aliases)
+    assert {"candidate", "dev"} <= set(version.aliases)
+    # Lineage MLflow understands: the version is a LoggedModel carrying the evaluation metrics, and the training
+    # runs list the curated dataset as an input whose digest is its content hash.
+    linked = {m.key: m.value for m in mlflow.get_logged_model(champion.model_id).metrics}
+    assert linked["heldout/accuracy"] == by_stage["evaluate"].data.metrics["heldout/accuracy"]
+    for stage in ("pretrain", "sft", "rl"):
+        (dataset_input,) = client.get_run(by_stage[stage].info.run_id).inputs.dataset_inputs
+        assert champion.lineage["dataset_hash"].startswith(dataset_input.dataset.digest), stage
+        assert {t.key: t.value for t in dataset_input.tags}["medfoundry.content_hash"] == champion.lineage["dataset_hash"]
     assert LINEAGE_TAGS <= set(champion.lineage), f"missing lineage tags: {LINEAGE_TAGS - set(champion.lineage)}"
     assert champion.lineage["pipeline_run_id"] == parent.data.tags["medfoundry.pipeline_run_id"]
     assert all(value for key, value in champion.lineage.items() if key in LINEAGE_TAGS)

@@ -84,3 +84,17 @@ def vocab_linker(vocab_tree):
 def capped_tree() -> EntityTree:
     """The real PyPI-shipped sources, 150 nodes each (a few seconds)."""
     return build_tree(max_nodes_per_source=150)
+
+
+@pytest.fixture(scope="session")
+def do_tree(shared_dir):
+    """The full tree with the Disease Ontology from ../shared merged, and its linker (the workspace cache: built
+    once, ~25-40 s, then reused by later runs and the demo)."""
+    from medfoundry.entities.linker import Linker
+    from medfoundry.entities.tree import load_or_build_tree
+
+    ontology_dir = shared_dir / "data" / "ontologies" / "disease_ontology"
+    if not ontology_dir.is_dir():
+        pytest.skip("shared/data lacks the Disease Ontology")
+    tree, folder = load_or_build_tree(ontology_dir)
+    return tree, Linker.cached(tree, folder)

@@ -1,4 +1,5 @@
-"""The linker finds each MedQuAD document's Focus entity in its questions (GHR and NINDS collections)."""
+"""The linker finds each MedQuAD document's Focus entity in its questions (GHR and NINDS collections), and the GHR
+conditions that the Disease Ontology's rare slim or Orphanet call rare are flagged rare."""
 
 import re
 import xml.etree.ElementTree as ET
@@ -6,17 +7,17 @@ from collections import defaultdict
 
 import pytest
 
-from medfoundry.entities.linker import Linker
-from medfoundry.entities.tree import load_or_build_tree
+from medfoundry.entities.normalize import normalize_form
 
 pytestmark = pytest.mark.shared
 
 
-def _documents(medquad):
-    for folder in ("3_GHR_QA", "6_NINDS_QA"):
+def _documents(medquad, folders=("3_GHR_QA", "6_NINDS_QA")):
+    for folder in folders:
         for path in sorted((medquad / folder).glob("*.xml")):
             root = ET.parse(path).getroot()
             yield {
+                "collection": folder,
                 "focus": (root.findtext("Focus") or "").strip(),
                 "synonyms": [s.text for s in root.iter("Synonym") if s.text],
                 "cuis": [c.text for c in root.iter("CUI") if c.text],
@@ -24,14 +25,12 @@ def _documents(medquad):
             }
 
 
-def test_focus_entity_found_in_questions(shared_dir):
-    ontology_dir = shared_dir / "data" / "ontologies" / "disease_ontology"
+def _found(shared_dir, do_tree):
+    """Per document with a Focus: its collection and the focus nodes the linker found in its questions."""
     medquad = shared_dir / "data" / "medquad"
-    if not ontology_dir.is_dir() or not medquad.is_dir():
-        pytest.skip("shared/data lacks the Disease Ontology or MedQuAD")
-    # the workspace cache (keyed by source versions): built once (~20 s), then reused by later runs and the demo
-    tree, folder = load_or_build_tree(ontology_dir)
-    linker = Linker.cached(tree, folder)
+    if not medquad.is_dir():
+        pytest.skip("shared/data lacks MedQuAD")
+    tree, linker = do_tree
     nodes_by_cui = defaultdict(set)
     for node_id, codes in zip(tree.frame["id"], tree.frame["source_codes"], strict=True):
         for code in codes:
@@ -40,12 +39,57 @@ def test_focus_entity_found_in_questions(shared_dir):
     documents = [d for d in _documents(medquad) if d["focus"]]
     assert len(documents) > 1300
     linked = iter(linker.link_batch([q for d in documents for q in d["questions"]]))
-    found = 0
+    out = []
     for document in documents:
         # the Focus entity: the node its name (or a listed synonym, or its UMLS CUI) links to in the tree
+        focus_name = normalize_form(document["focus"])
         names = [document["focus"], re.sub(r"\s*\([^)]*\)", "", document["focus"]), *document["synonyms"]]
         focus = {linker.lookup(name) for name in names} - {None}
         focus |= {node for cui in document["cuis"] for node in nodes_by_cui.get(cui, ())}
-        in_questions = {m.id for _ in document["questions"] for m in next(linked)}
-        found += bool(focus & in_questions)
-    assert found / len(documents) >= 0.80, f"{found}/{len(documents)}"
+        hits = set()
+        for question in document["questions"]:
+            full_name_present = focus_name in normalize_form(question)
+            for mention in next(linked):
+                surface = normalize_form(question[mention.start : mention.end])
+                # the longest full name wins: a shorter name inside the Focus ("Spastic paraplegia" inside
+                # "Spastic paraplegia facial cutaneous lesions") found where the full name is written is no find
+                if full_name_present and surface != focus_name and surface in focus_name:
+                    continue
+                if mention.id in focus:
+                    hits.add(mention.id)
+        out.append((document, hits))
+    return out
+
+
+@pytest.fixture(scope="module")
+def found(shared_dir, do_tree):
+    return _found(shared_dir, do_tree)
+
+
+def test_focus_entity_found_in_questions(found):
+    ghr = [hits for document, hits in found if document["collection"] == "3_GHR_QA"]
+    share_all = sum(bool(hits) for _, hits in found) / len(found)
+    share_ghr = sum(bool(hits) for hits in ghr) / len(ghr)
+    # Measured with the longest-name rule: GHR 82.0% (891/1,086), GHR + NINDS 81.6% (1,109/1,359); without that rule (a shorter
+    # name inside the Focus counts) GHR 88.0%. The issue asks 90% for GHR: not met (docs/entities.md lists why).
+    assert share_ghr >= 0.81, f"GHR {share_ghr:.3f} ({sum(bool(h) for h in ghr)}/{len(ghr)})"
+    assert share_all >= 0.80, f"GHR + NINDS {share_all:.3f}"
+
+
+def test_found_ghr_conditions_called_rare_are_flagged_rare(found, do_tree):
+    """Of the GHR focus nodes that DO's rare slim (with an Orphanet/OMIM link) or Orphanet call rare, >= 90% rare."""
+    tree, _ = do_tree
+    called_rare = flagged = 0
+    for document, hits in found:
+        if document["collection"] != "3_GHR_QA":
+            continue
+        for node_id in hits:
+            node = tree.node(node_id)
+            codes = {node_id, *node["merged_ids"], *node["source_codes"]}
+            if any(code.startswith(("ORPHA:", "ORDO:")) for code in codes) or any(
+                b.get("source") == "Disease Ontology" for b in node["attributes"].get("rare_basis", [])
+            ):
+                called_rare += 1
+                flagged += bool(node["rare"])
+    assert called_rare > 500
+    assert flagged / called_rare >= 0.90, f"{flagged}/{called_rare}"

@@ -11,10 +11,10 @@ def test_hpo_terms_have_names_parents_and_categories():
     assert any(t["synonyms"] for t in terms) and any(t["parents"] for t in terms)
 
 
-def test_hpo_diseases_carry_phenotypes_and_rare_flag():
+def test_hpo_diseases_carry_phenotypes_not_a_rare_flag():
     diseases = list(sources.iter_hpo_diseases(limit=50))
     assert len(diseases) == 50
-    assert all(d["rare"] and d["database"] in {"OMIM", "ORPHA", "DECIPHER"} for d in diseases)
+    assert all(d["database"] in {"OMIM", "ORPHA", "DECIPHER"} and "rare" not in d for d in diseases)
     assert all(p.startswith("HP:") for d in diseases for p in d["phenotypes"])
     assert sum(bool(d["phenotypes"]) for d in diseases) >= 45
 

@@ -64,6 +64,8 @@ def write_benchmarks(root: Path) -> Path:
          "id": "m3"},
         {"question": "Insulin is made by?", "opa": "Alpha cells", "opb": "Beta cells", "opc": "Delta cells",
          "opd": "PP cells", "cop": 2, "id": "m4"},
+        {"question": "Not a branch of the facial nerve?", "opa": "Temporal", "opb": "Zygomatic", "opc": "Buccal",
+         "opd": "Lingual", "cop": 4, "id": "m5"},
     ]
     (root / "medmcqa" / "dev.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 

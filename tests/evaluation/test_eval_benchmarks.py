@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,11 +11,13 @@ from evalfixtures import MALFORMED, SIX
 from medfoundry.evaluation.benchmarks import (
     BENCHMARKS,
     Benchmark,
+    BenchmarkDataError,
     BenchmarkDataMissing,
     EvalItem,
     get_benchmark,
     public_benchmarks,
     register,
+    split_of,
 )
 from medfoundry.evaluation.prompts import build_prompt
 
@@ -32,7 +35,7 @@ def test_fixture_items_and_gold(bench_root):
     assert [(i.id, i.answer) for i in pubmed] == [("101", "yes"), ("102", "no"), ("103", "maybe"), ("105", "yes")]
     assert pubmed[0].context == "Trial of aspirin.\nFewer strokes." and pubmed[0].labels == ("yes", "no", "maybe")
     assert [i.answer for i in loaded["medqa"][0]] == ["A", "C", "A", "B"]
-    assert [i.answer for i in loaded["medmcqa"][0]] == ["C", "A", "B"]
+    assert [i.answer for i in loaded["medmcqa"][0]] == ["C", "A", "B", "D"]  # cop 4 present: 1-based
     assert loaded["medmcqa"][0][0].options == {"A": "Antegrade", "B": "Retrograde", "C": "Both", "D": "None"}
     mmlu = loaded["mmlu_medical"][0]
     assert [i.answer for i in mmlu] == ["A", "C", "B"] and mmlu[2].question.startswith('A "dished face"')
@@ -116,3 +119,56 @@ def test_shared_data_loads_completely(shared_dir):
         assert (len(items), len(skipped)) == (count, 0), name
     items, skipped = get_benchmark("medquad").load(shared_dir / "data" / "medquad", limit=200)
     assert len(items) == 200
+
+
+# --- data hygiene: splits, MedMCQA cop convention, VQA-RAD closed ----------------------------------------------------
+
+def _medmcqa(path, cops):
+    rows = [
+        {"question": f"Q{i}?", "opa": "w", "opb": "x", "opc": "y", "opd": "z", "cop": cop, "id": f"q{i}"}
+        for i, cop in enumerate(cops)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_medmcqa_zero_based_export_is_detected_not_shifted(tmp_path):
+    items, skipped = get_benchmark("medmcqa").load(_medmcqa(tmp_path / "validation.jsonl", [0, 3, 1]))
+    assert [i.answer for i in items] == ["A", "D", "B"] and not skipped
+    items, _ = get_benchmark("medmcqa").load(_medmcqa(tmp_path / "dev.jsonl", [1, 4, 2]))
+    assert [i.answer for i in items] == ["A", "D", "B"]
+
+
+def test_medmcqa_ambiguous_cop_is_a_loud_error_unless_the_convention_is_given(tmp_path):
+    path = _medmcqa(tmp_path / "dev.jsonl", [1, 2, 3])
+    with pytest.raises(BenchmarkDataError, match="cannot tell whether cop is 0-based"):
+        get_benchmark("medmcqa").load(path)
+    with pytest.raises(BenchmarkDataError, match="both 0 and 4"):
+        get_benchmark("medmcqa").load(_medmcqa(tmp_path / "mixed.jsonl", [0, 4]))
+    assert [i.answer for i in get_benchmark("medmcqa", cop_base=0).load(path)[0]] == ["B", "C", "D"]
+    assert [i.answer for i in get_benchmark("medmcqa", cop_base=1).load(path)[0]] == ["A", "B", "C"]
+
+
+def test_split_is_chosen_explicitly_and_train_and_test_are_never_merged(tmp_path):
+    folder = tmp_path / "medmcqa"
+    folder.mkdir()
+    _medmcqa(folder / "train.jsonl", [0, 1, 2, 3, 0])
+    _medmcqa(folder / "test.jsonl", [3, 0])
+    with pytest.raises(BenchmarkDataError, match=r"several splits \(test, train\): choose one with --split"):
+        get_benchmark("medmcqa").load(tmp_path)
+    assert len(get_benchmark("medmcqa", "test").load(tmp_path)[0]) == 2
+    assert len(get_benchmark("medmcqa", "train").load(tmp_path)[0]) == 5
+    with pytest.raises(BenchmarkDataMissing, match="no dev file"):
+        get_benchmark("medmcqa", "dev").load(tmp_path)
+    assert len(get_benchmark("medmcqa").load(folder / "test.jsonl")[0]) == 2  # a file is used as given
+    assert [split_of(Path(n)) for n in ("pqal_dev.json", "trainset.json", "anatomy_test.csv", "us_4options.jsonl")] == [
+        "dev", "train", "test", None,
+    ]
+
+
+def test_vqa_rad_closed_means_yes_no(shared_dir):
+    items, _ = get_benchmark("vqa_rad").load(shared_dir / "data")
+    closed = [i for i in items if i.meta["answer_type"] == "closed"]
+    assert closed and all(i.task == "yes_no" and i.answer in ("yes", "no") for i in closed)
+    relabelled = [i for i in items if i.meta["upstream_answer_type"] == "closed" and i.meta["answer_type"] == "open"]
+    assert relabelled, "VQA-RAD has CLOSED items with non-yes/no answers; they are scored as open"

@@ -180,3 +180,68 @@ def test_shared_data_oracle_and_always_a(cli, shared_dir, tmp_path):
             elif bench in ("medqa", "medmcqa", "mmlu_medical"):
                 share = sum(i.answer == "A" for i in items[bench]) / 20
                 assert res["accuracy"] == pytest.approx(share), bench
+
+
+def test_llm_judge_for_open_answers_reports_agreement_with_exact_match(cli, bench_root, tmp_path):
+    """Open VQA-RAD and MedQuAD answers: the model repeats the gold for some items and paraphrases it ("It is ...") for the
+    others; a judge server accepting any answer that contains the reference grades both as correct, so its agreement
+    with exact match is exactly the share of verbatim answers."""
+    from medfoundry.evaluation.extractors import normalize_text
+    from medfoundry.evaluation.judge import JUDGE_PROMPT_ID
+
+    names = ["vqa_rad", "medquad"]
+    gold, items = gold_table(bench_root, names)
+    open_items = [i for n in names for i in items[n] if i.task in ("short_answer", "long_answer")]
+    assert len(open_items) >= 3
+    verbatim = {open_items[0].answer}
+
+    def model(payload):
+        answer = gold[_key(payload)]
+        return 200, completion(answer if answer in verbatim or answer in ("yes", "no") else f"It is {answer}")
+
+    def judge(payload):
+        text = user_text(payload)
+        reference = text.split("Reference answer: ")[1].split("\n")[0]
+        candidate = text.split("Candidate answer: ")[1].split("\n")[0]
+        return 200, completion("correct" if normalize_text(reference) in normalize_text(candidate) else "incorrect")
+
+    with ChatServer(model) as server, ChatServer(judge) as judge_server:
+        out = tmp_path / "out"
+        result = cli(
+            "--benchmark", ",".join(names), "--data", str(bench_root), "--out", str(out), "--endpoint", server.url,
+            "--model-name", "m", "--judge-endpoint", judge_server.url, "--judge-model", "judge",
+        )
+        assert result.exit_code == 0, result.output
+    reports = [_results(out, n)["judge"] for n in names]
+    assert all(JUDGE_PROMPT_ID in r["judge"] and r["accuracy"] == 1.0 for r in reports)
+    assert sum(r["n_judged"] for r in reports) == len(open_items)
+    agreed = sum(r["agreement_with_exact_match"] * r["n_judged"] for r in reports)
+    share_verbatim = sum(i.answer in verbatim for i in open_items) / len(open_items)
+    assert agreed / len(open_items) == pytest.approx(share_verbatim) and share_verbatim < 1.0
+    assert all("Reference answer:" in user_text(r) for r in judge_server.requests)
+
+
+def test_cli_takes_max_new_tokens_and_prompt_mode_from_the_profile(cli, bench_root, tmp_path, workspace):
+    with ChatServer(lambda p: (200, completion("A"))) as server:
+        result = cli(
+            "--benchmark", "medqa", "--data", str(bench_root), "--out", str(tmp_path / "out"), "--endpoint", server.url,
+            "--model-name", "m", "--profile", "production-7b",
+        )
+        assert result.exit_code == 0, result.output
+    # production-7b: eval.max_new_tokens 512, prompt_mode reasoning.
+    assert {r["max_tokens"] for r in server.requests} == {512}
+    assert all("<think>" in user_text(r) for r in server.requests)
+    assert _results(tmp_path / "out", "medqa")["prompt_mode"] == "reasoning"
+
+
+def test_cli_refuses_loglikelihood_against_an_endpoint_and_ambiguous_splits(cli, bench_root, tmp_path):
+    result = cli("--benchmark", "medqa", "--data", str(bench_root), "--out", str(tmp_path / "o"), "--endpoint",
+                 "http://127.0.0.1:9/v1", "--model-name", "m", "--protocol", "loglikelihood")
+    assert result.exit_code == 2 and "use --model" in result.output
+    folder = tmp_path / "split-data" / "medmcqa"
+    folder.mkdir(parents=True)
+    for split in ("train", "test"):
+        (folder / f"{split}.jsonl").write_text((bench_root / "medmcqa" / "dev.jsonl").read_text())
+    result = cli("--benchmark", "medmcqa", "--data", str(tmp_path / "split-data"), "--out", str(tmp_path / "o"),
+                 "--endpoint", "http://127.0.0.1:9/v1", "--model-name", "m")
+    assert result.exit_code == 2 and "several splits (test, train)" in result.output

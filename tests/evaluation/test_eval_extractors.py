@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from medfoundry.evaluation.extractors import (
     UNPARSEABLE,
+    Extraction,
     extract_boxed,
     extract_free_text,
     extract_label,
@@ -98,3 +102,56 @@ def test_free_text_and_normalization():
     assert extract_free_text("").unparseable
     assert extract_free_text("...").unparseable
     assert normalize_text("The  Right-side, of a trachea!") == "right side of trachea"
+
+
+# --- the issue's examples, one test each, and the golden file -----------------------------------------------------
+
+GOLDEN = Path(__file__).parent / "data" / "extraction_golden.jsonl"
+
+
+def test_concluding_statement_beats_a_leading_no():
+    assert extract_label("No significant difference, so the answer is yes.").value == "yes"
+
+
+def test_i_would_choose():
+    assert extract_option("I would choose A", OPTIONS).value == "A"
+
+
+def test_the_most_likely_diagnosis_is():
+    assert extract_option("The most likely diagnosis is B", OPTIONS).value == "B"
+
+
+def test_letter_is_the_answer():
+    assert extract_option("B is the answer", OPTIONS).value == "B"
+
+
+def test_rejected_options_are_not_chosen():
+    assert extract_option("Option A is incorrect, option B is incorrect, C is correct", OPTIONS).value == "C"
+    assert extract_option("The answer is (B) rather than (A).", OPTIONS).value == "B"
+    assert extract_option("The answer is not A.", OPTIONS).unparseable
+
+
+def test_most_similar_option_fallback_and_its_floor():
+    # MedEvalKit picks the most similar option; a misspelt option text is read, an unrelated answer is not.
+    assert extract_option("calcium chanel blockers", OPTIONS) == Extraction("C", "most_similar")
+    assert extract_option("calcium chanel blockers", OPTIONS, fallback=False).unparseable
+    assert extract_option("Surgery", OPTIONS).unparseable
+
+
+def _golden_rows():
+    rows = [json.loads(line) for line in GOLDEN.read_text().splitlines() if line.strip()]
+    assert len(rows) >= 200
+    return rows
+
+
+def test_golden_extraction_file():
+    """At least 200 model-style outputs with decisions set by hand; every one must be read as decided."""
+    wrong = []
+    for row in _golden_rows():
+        if row["task"] == "multiple_choice":
+            got = extract_option(row["output"], row["options"]).value
+        else:
+            got = extract_label(row["output"], tuple(row["labels"])).value
+        if got != row["expected"]:
+            wrong.append((row["output"], row["expected"], got))
+    assert wrong == []

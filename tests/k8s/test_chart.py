@@ -25,13 +25,59 @@ def render(k8s_tools):
     return run
 
 
-def test_the_pipeline_role_grants_exactly_what_the_steps_do(render):
+def _api_calls_in_source() -> dict[tuple[str, str], set[str]]:
+    """(apiGroup, resource) -> verbs of every Kubernetes API call in medfoundry/ (kubernetes-client method names)."""
+    import ast
+    import re
+
+    calls: dict[tuple[str, str], set[str]] = {}
+    verb_of = {"read": "get", "get": "get", "list": "list", "create": "create", "patch": "patch",
+               "replace": "update", "delete": "delete"}
+    pattern = re.compile(r"^(read|get|list|create|patch|replace|delete)_namespaced_(\w+)$")
+    for path in (CHART.parents[1] / "medfoundry").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        constants = {
+            t.id: n.value.value for n in ast.walk(tree) if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant)
+            for t in n.targets if isinstance(t, ast.Name)
+        }
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            match = pattern.match(node.func.attr)
+            if not match:
+                continue
+            if match[2] == "custom_object":
+                group, resource = (constants[a.id] if isinstance(a, ast.Name) else a.value
+                                   for a in (node.args[0], node.args[3]))
+            else:
+                group, resource = "", match[2] + "s"
+            calls.setdefault((group, resource), set()).add(verb_of[match[1]])
+    return calls
+
+
+def test_runner_rights_cover_our_api_calls_and_nothing_else_of_ours():
+    from medfoundry.cluster.rbac import STEP_CALLS
+
+    found = _api_calls_in_source()
+    assert found, "the scan found no Kubernetes API call: it is broken"
+    assert {k: set(v) for k, v in STEP_CALLS.items()} == found
+
+
+def test_the_pipeline_roles_grant_exactly_the_runner_rules(render):
+    """Before: InferenceService rights nothing used, and none of what the KFP launcher/driver need."""
+    from medfoundry.cluster.rbac import runner_rules
+
+    objects = render("--set", "serviceAccounts.pipeline.namespace=kubeflow")
+    steps, kfp = objects[("Role", "medfoundry-pipeline")], objects[("Role", "medfoundry-pipeline-kfp")]
+    assert steps["metadata"]["namespace"] == "medfoundry" and kfp["metadata"]["namespace"] == "kubeflow"
+    rendered = sorted(steps["rules"] + kfp["rules"], key=lambda r: (r["apiGroups"], r["resources"]))
+    assert rendered == runner_rules()
+    assert {"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]} in rendered
+    assert not [r for r in rendered if "serving.kserve.io" in r["apiGroups"]]
+    for name in ("medfoundry-pipeline", "medfoundry-pipeline-kfp"):
+        [subject] = objects[("RoleBinding", name)]["subjects"]
+        assert subject == {"kind": "ServiceAccount", "name": "medfoundry-pipeline", "namespace": "kubeflow"}
     objects = render()
-    role = objects[("Role", "medfoundry-pipeline")]
-    assert role["rules"] == [
-        {"apiGroups": ["trainer.kubeflow.org"], "resources": ["trainjobs"], "verbs": ["create", "get", "delete"]},
-        {"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"], "verbs": ["create", "get", "patch"]},
-    ]
     binding = objects[("RoleBinding", "medfoundry-pipeline")]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "medfoundry-pipeline", "namespace": "medfoundry"}]
     assert not [k for k in objects if k[0] in ("ClusterRole", "ClusterRoleBinding")]

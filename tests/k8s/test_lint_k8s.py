@@ -10,6 +10,6 @@ REPO = Path(__file__).resolve().parents[2]
 def test_lint_k8s_passes_on_the_repository(run_lint):
     result = run_lint(REPO)
     assert result.returncode == 0, result.stdout + result.stderr
-    for check in ("chart", "kustomize", "builtin", "policy", "hadolint", "checkov"):
+    for check in ("chart", "kustomize", "builtin", "policy", "references", "hadolint", "checkov"):
         assert f"ok    {check}" in result.stdout, result.stdout
     assert "lint-k8s passed" in result.stdout

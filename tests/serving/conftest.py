@@ -1,4 +1,5 @@
-"""A tiny random-init Qwen2-VL saved once per session, and a hardened server on a free 127.0.0.1 port."""
+"""Tiny random-init models (Qwen2-VL, text-only Llama) saved once per session, and hardened servers on free 127.0.0.1
+ports, one per engine where the suite is parametrized over engines."""
 
 from __future__ import annotations
 
@@ -40,6 +41,17 @@ def tiny_model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_text_model_dir(tmp_path_factory):
+    """A text-only tiny Llama (same tokenizer recipe): what every engine must refuse images for."""
+    from medfoundry.config import load_profile
+    from medfoundry.models.loading import build_base_model
+
+    out = tmp_path_factory.mktemp("serving_text_model")
+    build_base_model(load_profile("tiny").model.model_copy(update={"family": "llama"}), CORPUS, out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def serving_config():
     from medfoundry.config.release import ServingConfig
 
@@ -47,14 +59,45 @@ def serving_config():
     return ServingConfig(max_batch_size=2, batch_timeout_ms=5, max_queue=4, max_new_tokens=16, max_body_bytes=256 * 1024)
 
 
-@pytest.fixture(scope="module")
-def server(tiny_model_dir, serving_config):
+def _vllm_missing() -> bool:
+    from medfoundry.serving.engine import vllm_available
+
+    return not vllm_available()
+
+
+# The OpenAI-SDK suite runs against each engine; vLLM's only where it can run.
+ENGINES = [
+    "transformers",
+    pytest.param("vllm", marks=[pytest.mark.gpu, pytest.mark.skipif(
+        _vllm_missing(), reason="vLLM engine needs a CUDA GPU and the vllm package (the GPU image); none here"
+    )]),
+]
+
+
+def _serve(model_dir, serving_config, backend, name="medvlm"):
     from medfoundry.serving.model import MedVLMModel
     from medfoundry.serving.server import BackgroundServer, ServerSettings
 
-    model = MedVLMModel("medvlm", str(tiny_model_dir), serving_config)
+    model = MedVLMModel(name, str(model_dir), serving_config, backend=backend)
     settings = ServerSettings(port=_free_port(), api_key=API_KEY, serving=serving_config)
-    with BackgroundServer(model, settings) as url:
+    return BackgroundServer(model, settings)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, serving_config):
+    with _serve(tiny_model_dir, serving_config, "transformers") as url:
+        yield url
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def engine_server(request, tiny_model_dir, serving_config):
+    with _serve(tiny_model_dir, serving_config, request.param) as url:
+        yield url
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def text_server(request, tiny_text_model_dir, serving_config):
+    with _serve(tiny_text_model_dir, serving_config, request.param, name="textlm") as url:
         yield url
 
 

@@ -1,11 +1,14 @@
-"""The in-process engine and the dynamic batcher, without HTTP."""
+"""The continuous-batching engine and its scheduler, without HTTP: parity with `models.generation.generate`, rows
+joining and leaving the running batch, per-request limits, cancellation and the bounded queue."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
+from PIL import Image
 
+from medfoundry.serving import metrics
 from medfoundry.serving.batching import Batcher, QueueFull
 from medfoundry.serving.engine import GenerationRequest, InProcessEngine, RequestError
 
@@ -19,11 +22,12 @@ def engine(tiny_model_dir):
     return InProcessEngine(load_model(tiny_model_dir), "medvlm")
 
 
-def request(text, **kw):
-    return GenerationRequest(messages=[{"role": "user", "content": text}], **kw)
+def request(text, image=None, **kw):
+    content = [{"type": "image"}, {"type": "text", "text": text}] if image is not None else text
+    return GenerationRequest(messages=[{"role": "user", "content": content}], image=image, **kw)
 
 
-def test_matches_models_generate_and_streams_the_same_text(engine):
+def test_batched_outputs_equal_models_generate_and_stream_the_same_text(engine):
     from medfoundry.models.generation import ChatPrompt, generate
 
     expected = generate(engine.loaded, [ChatPrompt(text=p) for p in PROMPTS], max_new_tokens=10)
@@ -37,45 +41,139 @@ def test_matches_models_generate_and_streams_the_same_text(engine):
     assert [r.text for r in results] == expected
     assert [deltas[i] for i in range(len(PROMPTS))] == expected
     assert all(r.completion_tokens <= 10 and r.prompt_tokens > 0 for r in results)
+    assert engine.active == 0
+
+
+def test_rows_joining_and_leaving_the_running_batch_keep_greedy_parity(engine):
+    """A long text row runs alone; an image row and a short text row join it mid-way (so their cache rows are
+    left-padded to the running batch), the short one leaves first: each output equals generate on its own."""
+    from medfoundry.models.generation import ChatPrompt, generate
+
+    image = Image.new("RGB", (64, 64), (120, 30, 30))
+    expected = [
+        generate(engine.loaded, [ChatPrompt(text=PROMPTS[2])], max_new_tokens=30)[0],
+        generate(engine.loaded, [ChatPrompt(text=PROMPTS[0], image=image)], max_new_tokens=12)[0],
+        generate(engine.loaded, [ChatPrompt(text=PROMPTS[1])], max_new_tokens=4)[0],
+    ]
+    done: dict[int, object] = {}
+    order: list[int] = []
+
+    def sink(row):
+        def record(kind, value):
+            if kind in ("done", "error"):
+                done[row] = value
+                order.append(row)
+
+        return record
+
+    engine.add([request(PROMPTS[2], max_new_tokens=30)], [sink(0)])
+    for _ in range(6):
+        engine.step()
+    engine.add([request(PROMPTS[0], image=image, max_new_tokens=12), request(PROMPTS[1], max_new_tokens=4)],
+               [sink(1), sink(2)])
+    assert engine.active == 3
+    while engine.active:
+        engine.step()
+    assert [done[i].text for i in range(3)] == expected
+    assert order == [2, 1, 0]  # each left when it was done, not when the batch was
 
 
 def test_per_request_limits_and_stop_strings(engine):
-    (free,) = engine.run_batch([request(PROMPTS[2], max_new_tokens=12)], lambda *a: None)
+    (free,) = engine.run_batch([request(PROMPTS[2], max_new_tokens=12)])
     assert len(free.text) > 3, "the tiny model should produce some text"
     stop = free.text[2:4]
     short, stopped, too_long = engine.run_batch(
         [request(PROMPTS[0], max_new_tokens=3), request(PROMPTS[2], max_new_tokens=12, stop=[stop]),
          request("pneumonia " * 1500, max_new_tokens=4)],
-        lambda *a: None,
     )
     assert short.completion_tokens == 3 and short.finish_reason == "length"
     assert stopped.finish_reason == "stop" and stopped.text == free.text[: free.text.find(stop)]
     assert isinstance(too_long, RequestError) and too_long.code == "context_length_exceeded"
 
 
-def test_batcher_groups_concurrent_requests_and_bounds_its_queue(engine):
-    sizes = []
-    original = engine.run_batch
+def test_text_only_engine_refuses_images_and_serves_the_rest(tiny_text_model_dir):
+    from medfoundry.models.loading import load_model
 
-    def recording(requests, emit):
-        sizes.append(len(requests))
-        return original(requests, emit)
+    text_engine = InProcessEngine(load_model(tiny_text_model_dir), "textlm")
+    assert not text_engine.accepts_images
+    with_image, plain = text_engine.run_batch(
+        [request(PROMPTS[0], image=Image.new("RGB", (32, 32)), max_new_tokens=3), request(PROMPTS[1], max_new_tokens=3)]
+    )
+    assert isinstance(with_image, RequestError) and with_image.code == "unsupported_image"
+    assert plain.completion_tokens == 3
 
-    engine.run_batch = recording
+
+def _events(batcher, req, log, name):
+    async def consume():
+        async for kind, value in batcher.stream(req):
+            if kind == "delta" and not any(entry == (name, "first") for entry in log):
+                log.append((name, "first"))
+            if kind == "done":
+                log.append((name, "done"))
+                return value
+
+    return consume()
+
+
+def test_short_request_finishes_before_a_long_one_that_started_earlier(engine):
+    batcher = Batcher(engine, max_batch_size=4, batch_timeout_ms=0, max_queue=8)
+
+    async def scenario():
+        log: list[tuple[str, str]] = []
+        long_task = asyncio.ensure_future(_events(batcher, request(PROMPTS[2], max_new_tokens=300), log, "long"))
+        while ("long", "first") not in log:  # the long request is generating before the short one arrives
+            await asyncio.sleep(0.005)
+        short = await _events(batcher, request(PROMPTS[0], max_new_tokens=3), log, "short")
+        long_result = await long_task
+        return log, short, long_result
+
     try:
-        batcher = Batcher(engine, max_batch_size=4, batch_timeout_ms=50, max_queue=2)
-
-        async def burst():
-            return await asyncio.gather(
-                *(batcher.submit(request(PROMPTS[i % 3], max_new_tokens=4)) for i in range(10)), return_exceptions=True
-            )
-
-        results = asyncio.run(burst())
-        batcher.close()
+        log, short, long_result = asyncio.run(scenario())
     finally:
-        engine.run_batch = original
-    refused = [r for r in results if isinstance(r, QueueFull)]
-    # At most 2 wait; the worker may already hold a batch of up to 4 while the rest arrive.
-    assert len(refused) >= 4 and all(r.retry_after >= 1 for r in refused)
-    assert sum(sizes) == 10 - len(refused) and max(sizes) >= 2  # admitted requests ran batched, not one by one
+        batcher.close()
+    assert log.index(("long", "first")) < log.index(("short", "done")) < log.index(("long", "done"))
+    assert short.completion_tokens == 3
+    assert long_result.completion_tokens > 3 * 10, "the long request must still have been running"
 
+
+def test_cancelled_stream_frees_its_slot(engine):
+    """One slot: a second request can only run once the first stream, abandoned by its client, leaves the batch."""
+    batcher = Batcher(engine, max_batch_size=1, batch_timeout_ms=0, max_queue=8)
+    cancelled_before = metrics.CANCELLED._value.get()
+
+    async def scenario():
+        stream = batcher.stream(request(PROMPTS[2], max_new_tokens=500))
+        async for kind, _ in stream:
+            if kind == "delta":
+                break  # the client got its first text and went away
+        waiting = asyncio.ensure_future(batcher.submit(request(PROMPTS[0], max_new_tokens=3)))
+        await asyncio.sleep(0.05)
+        await stream.aclose()
+        return await asyncio.wait_for(waiting, timeout=60)
+
+    try:
+        result = asyncio.run(scenario())
+    finally:
+        batcher.close()
+    assert result.completion_tokens == 3
+    assert metrics.CANCELLED._value.get() == cancelled_before + 1
+    assert engine.active == 0
+
+
+def test_queue_is_bounded_beyond_the_running_slots(engine):
+    batcher = Batcher(engine, max_batch_size=2, batch_timeout_ms=20, max_queue=2)
+
+    async def burst():
+        return await asyncio.gather(
+            *(batcher.submit(request(PROMPTS[i % 3], max_new_tokens=4)) for i in range(10)), return_exceptions=True
+        )
+
+    try:
+        results = asyncio.run(burst())
+    finally:
+        batcher.close()
+    refused = [r for r in results if isinstance(r, QueueFull)]
+    served = [r for r in results if not isinstance(r, Exception)]
+    # 10 arrive at once: 2 may wait, the scheduler may already have admitted up to 2 into slots.
+    assert 6 <= len(refused) <= 8 and all(r.retry_after >= 1 for r in refused)
+    assert len(served) == 10 - len(refused)

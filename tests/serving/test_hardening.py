@@ -120,10 +120,11 @@ def test_readiness_follows_model_load(tiny_model_dir, serving_config, tmp_path, 
 
 def test_metrics_and_no_prompt_in_logs(server, caplog, capfd, png_data_uri):
     secret = "PatientNameZebra42 has a fever"
+    before = _samples(httpx.get(server + "/metrics").text)
     with caplog.at_level(logging.DEBUG):
         ok = httpx.post(server + CHAT, json=image_body(png_data_uri()) | {"messages": [
             {"role": "user", "content": [{"type": "text", "text": secret}, {"type": "image_url", "image_url": {"url": png_data_uri()}}]}
-        ]}, headers=AUTH)
+        ]}, headers=AUTH, timeout=60)  # the server's first image request pays one-off warm-up costs
         assert ok.status_code == 200
         httpx.post(server + CHAT, json=chat_body(secret, max_tokens=99), headers=AUTH)  # an error path too
     out, err = capfd.readouterr()  # handlers that do not propagate (kserve, uvicorn) write to the terminal
@@ -133,5 +134,19 @@ def test_metrics_and_no_prompt_in_logs(server, caplog, capfd, png_data_uri):
     assert 'medfoundry_serving_requests_total{route="/openai/v1/chat/completions",status="200"}' in text
     for name in ("medfoundry_serving_batch_size_bucket", "medfoundry_serving_queue_depth",
                  "medfoundry_serving_completion_tokens_total", 'medfoundry_serving_rejected_total{reason="invalid"}',
-                 'medfoundry_serving_model_ready{model="medvlm"}'):
+                 'medfoundry_serving_model_ready{model="medvlm"}', "medfoundry_serving_running"):
         assert name in text
+    after = _samples(text)
+    # One request served: one more first token; its other tokens each add an inter-token gap.
+    ttft = "medfoundry_serving_time_to_first_token_seconds_count"
+    assert after[ttft] == before[ttft] + 1
+    itl = "medfoundry_serving_inter_token_latency_seconds_count"
+    completion = "medfoundry_serving_completion_tokens_total"
+    assert after[itl] - before[itl] >= after[completion] - before[completion] - 1 >= 1
+
+
+def _samples(exposition: str) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {s.name + (str(sorted(s.labels.items())) if s.labels else ""): s.value
+            for family in text_string_to_metric_families(exposition) for s in family.samples}

@@ -1,8 +1,10 @@
-"""The official openai SDK, unmodified, against the server: plain, streaming, PNG and DICOM images, v2 protocol."""
+"""The official openai SDK, unmodified, against the server on each engine (in-process continuous batching; vLLM where
+a GPU is present): plain, streaming, PNG and DICOM images, text-only models refusing images, v2 protocol."""
 
 from __future__ import annotations
 
 import httpx
+import openai
 import pytest
 from openai import OpenAI
 
@@ -12,8 +14,8 @@ QUESTION = "Is there a pleural effusion on this chest radiograph?"
 
 
 @pytest.fixture(scope="module")
-def sdk(server, api_key):
-    return OpenAI(base_url=f"{server}/openai/v1", api_key=api_key)
+def sdk(engine_server, api_key):
+    return OpenAI(base_url=f"{engine_server}/openai/v1", api_key=api_key)
 
 
 def test_models_and_chat(sdk):
@@ -60,7 +62,24 @@ def test_image_png_and_dicom(sdk, png_data_uri):
         assert response.usage.prompt_tokens > text_only.usage.prompt_tokens
 
 
-def test_python_client_and_v2_protocol(server, api_key, png_data_uri):
+def test_text_only_model_answers_400_for_an_image(text_server, api_key, png_data_uri):
+    sdk = OpenAI(base_url=f"{text_server}/openai/v1", api_key=api_key)
+    image_message = [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": png_data_uri()}}, {"type": "text", "text": "Describe the scan."},
+    ]}]
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.chat.completions.create(model="textlm", messages=image_message, max_tokens=4)
+    assert refused.value.body["code"] == "unsupported_image" and "text-only" in refused.value.body["message"]
+    v2 = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["Describe."]},
+                     {"name": "image", "shape": [1], "datatype": "BYTES", "data": [png_data_uri()]}]}
+    response = httpx.post(f"{text_server}/v2/models/textlm/infer", json=v2, headers={"Authorization": f"Bearer {api_key}"})
+    assert response.status_code == 400 and "text-only" in response.text
+    answer = sdk.chat.completions.create(model="textlm", messages=[{"role": "user", "content": "Hi"}], max_tokens=3)
+    assert answer.usage.completion_tokens == 3
+
+
+def test_python_client_and_v2_protocol(engine_server, api_key, png_data_uri):
+    server = engine_server
     client = MedFoundryClient(server, api_key=api_key)
     answer = client.ask(QUESTION, max_tokens=5)
     assert answer == "".join(client.ask_stream(QUESTION, max_tokens=5))

@@ -24,7 +24,12 @@ def train_command(stage: str, data: Path, model: Path, out: Path, overrides: dic
 
 
 def kill_after_checkpoint(
-    command: list[str], out: Path, env: dict[str, str], ready: Callable[[], bool] = lambda: True, timeout: float = 300
+    command: list[str],
+    out: Path,
+    env: dict[str, str],
+    ready: Callable[[], bool] = lambda: True,
+    timeout: float = 900,
+    checkpoints: Path | None = None,
 ) -> dict:
     """Start `command`, SIGKILL it while it is still training once a complete checkpoint exists and `ready()` holds;
     return what was seen at the kill (the checkpoint step, whatever `ready` recorded)."""
@@ -34,7 +39,7 @@ def kill_after_checkpoint(
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            checkpoint = newest_checkpoint(out / TRAINER_DIR)
+            checkpoint = newest_checkpoint(checkpoints or out / TRAINER_DIR)
             if proc.poll() is not None:
                 raise AssertionError(f"training ended (rc {proc.returncode}) before it could be killed mid-run:\n"
                                      + log.read_text()[-3000:])

@@ -22,12 +22,12 @@ ENTRY = textwrap.dedent(
     def distinct_characters(completions, **kwargs):
         return [len(set(completion_text(c))) / 10 for c in completions]
 
-    rewards.REWARDS["distinct_characters"] = distinct_characters
+    rewards.REWARDS["distinct_characters"] = lambda _resources: distinct_characters
     data, model, out = map(Path, sys.argv[1:4])
     profile = load_profile("tiny", {
-        "rl.max_steps": 6, "rl.checkpoint_every": 2, "rl.batch_size": 4, "rl.num_generations": 4,
-        "rl.max_completion_length": 8, "rl.learning_rate": 1e-2,
-        "rl.rewards": {"distinct_characters": 1.0, "format": 0.2},
+        "rl.max_steps": 6, "rl.checkpoint_every": 2, "rl.batch_size": 2, "rl.num_generations": 4,
+        "rl.max_completion_length": 8, "rl.learning_rate": 1e-2, "rl.beta": 0.0, "rl.phases": [],
+        "rl.prompt_pool.enabled": False, "rl.rewards": {"distinct_characters": 1.0, "format": 0.2},
     })
     run_grpo(profile, data, model, out)
     """
@@ -43,10 +43,10 @@ def test_grpo_killed_mid_run_resumes_to_the_same_rewards_and_weights(tiny_datase
 
     reference = run_to_the_end(command(tmp_path / "reference"), tmp_path / "reference", env)
     out = tmp_path / "rl"
-    killed = kill_after_checkpoint(command(out), out, env)
+    killed = kill_after_checkpoint(command(out), out, env, checkpoints=out / "trainer" / "rl")  # the single phase
     resumed = run_to_the_end(command(out), out, env)
     assert resumed["steps"] == reference["steps"] == 6
-    assert 2 <= int(killed["checkpoint"].name.split("-")[1]) <= resumed["resumed_from_step"] < 6
+    assert 2 <= int(killed["checkpoint"].name.split("-")[1]) <= resumed["rl/resumed_from_step"] < 6
     curve, expected = resumed["curves"]["reward"], reference["curves"]["reward"]
     assert [s for s, _ in curve] == [s for s, _ in expected]
     assert max(abs(a - b) for (_, a), (_, b) in zip(curve, expected, strict=True)) < 1e-5, (curve, expected)

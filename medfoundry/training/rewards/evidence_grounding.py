@@ -1,48 +1,35 @@
-"""Evidence grounding: the share of the answer's medical terms that also appear in the provided evidence.
+"""Evidence grounding: the share of the medical claims in an answer that the item's evidence supports.
 
-Terms are the answer's words (outside <think>) of at least 4 letters that are not common English words; a
-`medical_terms` column (a list per row) narrows them to a given vocabulary. Evidence is the `context` or `evidence`
-column. Rows without evidence, or answers without terms (e.g. a bare option letter), score None."""
+Claims are the entities the medical entity tree's linker finds in the answer (outside <think>, negated mentions
+left out). A claim is supported when the item's evidence (the `context` and `evidence` columns, plus the question)
+names the same entity, or an entity the tree relates to it (is-a, disease -> phenotype/symptom links): an entity
+check, not word overlap, so a wrong answer that shares words with the context scores 0. Rows whose answer names no
+entity (e.g. a bare option letter) score None.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from medfoundry.training.rewards.base import column, completion_text, without_think, words
-
-COMMON_WORDS = frozenset(
-    """
-    about above after again against also although among answer because been before being below between both but
-    cannot could does doing down during each either else even every from further have having here however into
-    itself just least less like likely more most much must neither never none nothing once only other otherwise
-    ought over perhaps rather same should since some such than that their them then there therefore these they
-    this those through thus under unless until upon very what when where whether which while whom whose will with
-    within without would your yours option options correct incorrect true false because given based patient
-    patients likely most best first second show shows shown seen found finding findings
-    """.split()
-)
+from medfoundry.training.rewards.base import column, completion_text, without_think
+from medfoundry.training.rewards.grounding_index import GroundingIndex
 
 
-def _terms(text: str, vocabulary: set[str] | None) -> set[str]:
-    found = {w for w in words(without_think(text)) if len(w) >= 4 and w not in COMMON_WORDS}
-    return {w for w in found if w in vocabulary} if vocabulary is not None else found
+class EvidenceGrounding:
+    __name__ = "evidence_grounding"  # the name TRL logs: rewards/evidence_grounding/mean
 
+    def __init__(self, index: GroundingIndex) -> None:
+        self.index = index
 
-def evidence_grounding(completions: list[Any], **kwargs: Any) -> list[float | None]:
-    n = len(completions)
-    contexts = column(kwargs, "context", n)
-    evidence = column(kwargs, "evidence", n)
-    vocabularies = column(kwargs, "medical_terms", n)
-    scores: list[float | None] = []
-    for completion, context, extra, vocab in zip(completions, contexts, evidence, vocabularies, strict=True):
-        source = " ".join(part for part in (context, extra) if part)
-        if not source.strip():
-            scores.append(None)
-            continue
-        vocabulary = {w.lower() for term in vocab for w in words(term)} if vocab else None
-        terms = _terms(completion_text(completion), vocabulary)
-        if not terms:
-            scores.append(None)
-            continue
-        scores.append(len(terms & set(words(source))) / len(terms))
-    return scores
+    def __call__(self, completions: list[Any], **kwargs: Any) -> list[float | None]:
+        n = len(completions)
+        columns = [column(kwargs, name, n) for name in ("context", "evidence", "question")]
+        scores: list[float | None] = []
+        for completion, *sources in zip(completions, *columns, strict=True):
+            claims = self.index.entities(without_think(completion_text(completion)))
+            if not claims:
+                scores.append(None)
+                continue
+            evidence = self.index.entities(" \n".join(s for s in sources if s))
+            scores.append(len(self.index.supported(claims, evidence)) / len(claims))
+        return scores

@@ -1,0 +1,195 @@
+"""The `loglikelihood` protocol: multiple-choice scoring exactly as lm-evaluation-harness 0.4.13 does it.
+
+The Open Medical LLM Leaderboard's numbers come from lm-evaluation-harness: each option's continuation
+(" A", " yes", ...) is scored by its summed log-probability after the task's prompt, and the option with the highest
+log-likelihood is the answer (`acc`); `acc_norm` divides each log-likelihood by the option's length in characters
+first (`acc_bytes`: by its length in UTF-8 bytes). This module rebuilds the harness's requests for our items (its task prompts for medqa_4options, medmcqa,
+pubmedqa and mmlu) and scores them the way its HF model class does (`_encode_pair` and `_loglikelihood_tokens`):
+
+- a trailing space of the context moves to the front of the continuation;
+- context and context+continuation are tokenized with the tokenizer's defaults; the continuation's tokens are the tail of
+  the whole sequence after the context's tokens (so a token that spans the boundary is scored as the harness does);
+- the model sees (context + continuation)[:-1], and the continuation's log-probabilities are summed.
+
+`benchmarks/lm_eval_parity.py` and tests/evaluation/test_eval_loglikelihood.py compare this with the harness's own
+code on the same items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from medfoundry.evaluation.benchmarks import EvalItem
+
+Protocol = Literal["generative", "loglikelihood"]
+PROTOCOLS: tuple[Protocol, ...] = ("generative", "loglikelihood")
+# lm-evaluation-harness's default `target_delimiter` between the prompt and each choice.
+TARGET_DELIMITER = " "
+HARNESS_VERSION = "lm-eval 0.4.13"
+
+
+class ProtocolError(ValueError):
+    """A benchmark or backend that cannot be scored under the requested protocol, or a cross-protocol comparison."""
+
+
+@dataclass(frozen=True)
+class ChoiceRequest:
+    context: str
+    choices: tuple[str, ...]  # the choice strings as the harness's doc_to_choice gives them ("A", "yes", ...)
+    gold: int
+    template_id: str
+
+
+def _options_block(options: dict[str, str], suffix: str = "") -> str:
+    return "".join(f"{letter}. {text}\n" for letter, text in options.items()) + suffix
+
+
+def harness_request(item: EvalItem) -> ChoiceRequest:
+    """The harness's prompt and choices for an item (its task for the benchmark; medqa_4options style for other
+    multiple-choice items, pubmedqa style for other yes/no items)."""
+    if item.task == "multiple_choice" and item.options:
+        letters = tuple(item.options)
+        gold = letters.index(item.answer)
+        if item.benchmark == "medmcqa":
+            # tasks/medmcqa/utils_medmcqa.py doc_to_text
+            context = f"Question: {item.question}\nChoices:\n{_options_block(item.options)}Answer:"
+            return ChoiceRequest(context, letters, gold, "lm-eval:medmcqa")
+        if item.benchmark == "mmlu_medical":
+            # tasks/mmlu/default: the subject's description, then the question and lettered choices.
+            subject = str(item.meta.get("subject", "")).replace("_", " ")
+            description = f"The following are multiple choice questions (with answers) about {subject}.\n\n"
+            lines = "\n".join(f"{letter}. {text}" for letter, text in item.options.items())
+            context = f"{description}{item.question.strip()}\n{lines}\nAnswer:"
+            return ChoiceRequest(context, letters, gold, f"lm-eval:mmlu_{item.meta.get('subject', '')}")
+        # tasks/medqa/preprocess_medqa.py doc_to_text (medqa_4options)
+        context = f"Question: {item.question}\n{_options_block(item.options)}Answer:"
+        return ChoiceRequest(context, letters, gold, "lm-eval:medqa_4options")
+    if item.task == "yes_no":
+        labels = tuple(item.labels)
+        # tasks/pubmedqa/preprocess_pubmedqa.py doc_to_text
+        abstract = item.context or ""
+        context = f"Abstract: {abstract}\nQuestion: {item.question}\nAnswer:"
+        return ChoiceRequest(context, labels, labels.index(item.answer), "lm-eval:pubmedqa")
+    raise ProtocolError(
+        f"{item.benchmark}: {item.task} items have no options to score by log-likelihood; use --protocol generative"
+    )
+
+
+@dataclass
+class ChoiceScore:
+    loglikelihoods: list[float]
+    is_greedy: list[bool]
+    pred: int  # argmax of the log-likelihoods (the harness's acc)
+    pred_norm: int  # argmax of log-likelihood / len(choice) in characters (the harness's acc_norm)
+    pred_bytes: int  # argmax of log-likelihood / len(choice) in UTF-8 bytes (the harness's acc_bytes)
+
+
+def choice_scores(request: ChoiceRequest, results: Sequence[tuple[float, bool]]) -> ChoiceScore:
+    """The harness's multiple_choice process_results: acc from the raw log-likelihoods, acc_norm from
+    log-likelihood divided by the choice's length in characters, acc_bytes by its length in UTF-8 bytes. Ties go to
+    the first choice (numpy argmax)."""
+    import numpy as np
+
+    lls = np.array([ll for ll, _ in results], dtype=float)
+    chars = np.array([float(len(choice)) for choice in request.choices])
+    nbytes = np.array([float(len(choice.encode("utf-8"))) for choice in request.choices])
+    return ChoiceScore(
+        [float(v) for v in lls], [bool(g) for _, g in results], int(np.argmax(lls)), int(np.argmax(lls / chars)),
+        int(np.argmax(lls / nbytes)),
+    )
+
+
+def _tok_encode(tokenizer: Any, text: str) -> list[int]:
+    """lm-eval HFLM.tok_encode with its defaults: the tokenizer's own special-token behaviour, except that a string
+    already starting with the BOS text gets no second one."""
+    bos = tokenizer.bos_token
+    if bos and text.startswith(bos):
+        return tokenizer.encode(text, add_special_tokens=False)
+    return tokenizer.encode(text)
+
+
+def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """lm-eval TemplateLM._encode_pair: trailing spaces of the context move to the continuation; the continuation's
+    tokens are what the whole string has beyond the context's tokens."""
+    spaces = len(context) - len(context.rstrip())
+    if spaces > 0:
+        continuation = context[-spaces:] + continuation
+        context = context[:-spaces]
+    whole = _tok_encode(tokenizer, context + continuation)
+    context_ids = _tok_encode(tokenizer, context)
+    return context_ids, whole[len(context_ids) :]
+
+
+class LoglikelihoodScorer:
+    """Scores (context, continuation) pairs with an in-process causal LM, as the harness's HF model class does.
+
+    Pairs are run in right-padded batches; padding sits after every scored position, so with causal attention it does
+    not change the scores."""
+
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 8, max_length: int | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.max_length = max_length or int(
+            getattr(getattr(model, "config", None), "max_position_embeddings", 0) or 2048
+        )
+
+    def loglikelihood(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]:
+        import torch
+
+        encoded = [encode_pair(self.tokenizer, ctx, cont) for ctx, cont in pairs]
+        # Longest first (as the harness orders its requests), results put back in request order.
+        order = sorted(range(len(encoded)), key=lambda i: -(len(encoded[i][0]) + len(encoded[i][1])))
+        results: list[tuple[float, bool] | None] = [None] * len(encoded)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self.model.eval()
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            inputs, spans = [], []
+            for i in batch:
+                context_ids, continuation_ids = encoded[i]
+                if not continuation_ids:
+                    raise ProtocolError(f"empty continuation after tokenizing {pairs[i][1]!r}")
+                # The harness keeps the last max_length+1 tokens and drops the final one (it is only predicted).
+                tokens = (context_ids + continuation_ids)[-(self.max_length + 1) :][:-1]
+                inputs.append(tokens)
+                spans.append(continuation_ids)
+            width = max(len(t) for t in inputs)
+            ids = torch.full((len(inputs), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(inputs), width), dtype=torch.long)
+            for row, tokens in enumerate(inputs):
+                ids[row, : len(tokens)] = torch.tensor(tokens)
+                mask[row, : len(tokens)] = 1
+            with torch.no_grad():
+                logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
+            logprobs = torch.log_softmax(logits, dim=-1)
+            for row, (i, continuation_ids) in enumerate(zip(batch, spans, strict=True)):
+                n_input, n_cont = len(inputs[row]), len(continuation_ids)
+                scored = logprobs[row, n_input - n_cont : n_input]
+                target = torch.tensor(continuation_ids)
+                greedy = bool((scored.argmax(dim=-1) == target).all())
+                results[i] = (float(scored.gather(1, target[:, None]).sum()), greedy)
+        return results  # type: ignore[return-value]
+
+
+def score_items(items: Sequence[EvalItem], scorer: LoglikelihoodScorer) -> list[tuple[ChoiceRequest, ChoiceScore]]:
+    requests = [harness_request(it) for it in items]
+    pairs = [(req.context, f"{TARGET_DELIMITER}{choice}") for req in requests for choice in req.choices]
+    flat = scorer.loglikelihood(pairs)
+    out, pos = [], 0
+    for req in requests:
+        n = len(req.choices)
+        out.append((req, choice_scores(req, flat[pos : pos + n])))
+        pos += n
+    return out
+
+
+def check_same_protocol(base: str | None, candidate: str | None, what: str = "results") -> None:
+    """Scores from different protocols are not comparable: refuse instead of reporting a delta."""
+    if (base or "generative") != (candidate or "generative"):
+        raise ProtocolError(
+            f"cannot compare {what} scored with different protocols: {base or 'generative'} vs "
+            f"{candidate or 'generative'}"
+        )

@@ -1,0 +1,45 @@
+"""The rl stage with the shipped tiny profile's RL section, through run_stage (its nested MLflow run): every reward
+component lands in the stage's metrics, with rubric coverage, the prompt pool, zero-variance groups, KL and
+entropy."""
+
+import pytest
+from rl_data import make_rl_dataset
+
+from medfoundry import tracking
+from medfoundry.config import load_profile
+from medfoundry.pipeline import stages
+
+
+@pytest.fixture(scope="module")
+def rl_dataset(tmp_path_factory):
+    return make_rl_dataset(tmp_path_factory.mktemp("rl-stage"))
+
+
+def test_rl_stage_logs_every_reward_component(workspace, rl_dataset, base_model_dir, tmp_path):
+    # The shipped RL section (rewards, gate, prompt pool) with its alignment phase only, which uses the full reward
+    # mixture; smaller sizes and entity tree keep the test short. `make demo` runs all four shipped phases.
+    shipped = load_profile("tiny")
+    alignment = [p.model_dump() for p in shipped.rl.phases if p.name == "alignment"]
+    profile = load_profile("tiny", {"curation.max_nodes_per_source": 300, "rl.num_generations": 2,
+                                    "rl.max_completion_length": 12, "rl.prompt_pool.samples_per_prompt": 2,
+                                    "rl.phases": alignment})
+    parent = tracking.start_pipeline_run(profile, "medical-mllm-recipe", "rl-stage-test")
+    out = tmp_path / "rl"
+    figures = stages.run_stage(
+        "rl", profile.to_yaml(), parent,
+        paths={"curated_data": str(rl_dataset), "base_model": str(base_model_dir), "model": str(out)},
+    )
+    (child,) = tracking.stage_runs(parent)
+    logged = child.data.metrics
+    components = {name for p in shipped.rl.phases for name in (p.rewards or shipped.rl.rewards)}
+    assert components == {"exact_match", "format", "rubric", "evidence_grounding", "safety"}
+    for name in components:
+        assert f"reward_{name}_applicable" in logged, name
+    for name in ("exact_match", "format", "rubric", "safety"):  # apply to every completion
+        assert logged[f"reward_{name}_applicable"] == 1.0 and f"reward_{name}_mean" in logged
+    assert logged["rubric_coverage"] >= 0.8 and logged["rows_with_image"] == 4
+    assert logged["pool/candidates"] == 8 and logged["pool/kept"] + logged["pool/too_easy"] + logged["pool/too_hard"] == 8
+    assert "alignment/kl_mean" in logged and "alignment/entropy_mean" in logged
+    assert logged["groups"] == 2 and 0 <= logged["zero_variance_groups"] <= 2  # 1 step of batch_size 2 groups
+    assert logged["alignment/steps"] == 1
+    assert figures["mean_reward"] == logged["mean_reward"]
