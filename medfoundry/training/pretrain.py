@@ -79,15 +79,9 @@ def run_pretrain(
     examples, empty = pretrain_examples(loaded, Path(dataset_dir))
     weights_from = reweight_from_feature_store(profile, examples)
     encoded, stats = encode_examples(loaded, examples, min(cfg.max_length, profile.model.max_length))
-    metrics, curves, trainer = train_causal_lm(
-        loaded,
-        encoded,
-        cfg,
-        Path(out_dir),
-        deepspeed_stage(cfg, profile.cluster.deepspeed_stage),
-        checkpoint_dir,
-        resume_settings(dataset_dir, base_model),
-    )
+    zero_stage = deepspeed_stage(cfg, profile.cluster.deepspeed_stage)
+    settings = resume_settings(dataset_dir, base_model)
+    metrics, curves, trainer = train_causal_lm(loaded, encoded, cfg, Path(out_dir), zero_stage, checkpoint_dir, settings)
     metrics.update(
         examples=stats.examples,
         examples_with_image=stats.with_image,

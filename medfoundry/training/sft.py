@@ -86,15 +86,9 @@ def run_sft(
     encoded, stats = encode_examples(
         loaded, examples, min(cfg.max_length, profile.model.max_length), keep_completion=True
     )
-    metrics, curves, trainer = train_causal_lm(
-        loaded,
-        encoded,
-        cfg,
-        Path(out_dir),
-        deepspeed_stage(cfg, profile.cluster.deepspeed_stage),
-        checkpoint_dir,
-        resume_settings(dataset_dir, model_dir),
-    )
+    zero_stage = deepspeed_stage(cfg, profile.cluster.deepspeed_stage)
+    settings = resume_settings(dataset_dir, model_dir)
+    metrics, curves, trainer = train_causal_lm(loaded, encoded, cfg, Path(out_dir), zero_stage, checkpoint_dir, settings)
     metrics.update(
         examples=stats.examples,
         examples_with_image=stats.with_image,
