@@ -129,8 +129,9 @@ def _rope_index_fn(model: Any):
 class TokenCountingCollator:
     """Builds a batch from encoded examples, adds pixel values for the examples that have images, counts tokens.
 
-    Padded (`packing=False`): rows padded (right) to the longest. Packed (`packing=True`, padding-free): the batch
-    becomes one row, examples end to end with no padding, through transformers' `DataCollatorWithFlattening`
+    Padded (`packing=False`): rows padded (right) to the longest. Packed (`packing=True`): the batch's examples are
+    packed first-fit into rows as wide as its longest example, end to end, through transformers'
+    `DataCollatorWithFlattening` (a row's leftover room is one pad segment without labels)
     (position ids restart at 0 for each example, and each example's first label is masked so no loss crosses a
     boundary); the models' attention then reads the example boundaries from the position ids and keeps attention
     within each example. What that collator lacks for vision-language rows is added here: pixel values and image
@@ -176,45 +177,75 @@ class TokenCountingCollator:
             attention_mask[row, :n] = 1
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
-    def _packed(self, batch: list[EncodedExample]) -> dict[str, torch.Tensor]:
+    def _rows(self, batch: list[EncodedExample]) -> list[list[EncodedExample]]:
+        """First-fit decreasing: the batch's examples packed into rows as wide as its longest example; each row's
+        leftover room becomes one pad segment (no labels, positions restarting at 0, so it attends only to itself)."""
+        width = max(len(ex.input_ids) for ex in batch)
+        rows: list[list[EncodedExample]] = []
+        room: list[int] = []
+        for ex in sorted(batch, key=lambda e: -len(e.input_ids)):
+            n = len(ex.input_ids)
+            fit = next((i for i, r in enumerate(room) if n <= r), None)
+            if fit is None:
+                rows.append([ex])
+                room.append(width - n)
+            else:
+                rows[fit].append(ex)
+                room[fit] -= n
+        for row, left in zip(rows, room, strict=True):
+            if left:
+                row.append(EncodedExample([self.pad_id] * left, [IGNORE_INDEX] * left))
+        return rows
+
+    def _packed(self, rows: list[list[EncodedExample]]) -> dict[str, torch.Tensor]:
         from transformers import DataCollatorWithFlattening
 
         flatten = DataCollatorWithFlattening(return_position_ids=True, separator_id=IGNORE_INDEX)
-        out = flatten([{"input_ids": ex.input_ids, "labels": ex.labels} for ex in batch], return_tensors="pt")
+        flat = [flatten([{"input_ids": ex.input_ids, "labels": ex.labels} for ex in row], return_tensors="pt")
+                for row in rows]
+        out = {key: torch.cat([f[key] for f in flat], dim=0) for key in ("input_ids", "labels", "position_ids")}
         # transformers builds the per-example mask from position ids only without a KV cache; models whose config
         # says use_cache would otherwise open one in forward and attend across the examples.
         out["use_cache"] = False
         return out
 
-    def _mrope_positions(self, batch: list[EncodedExample], grids: torch.Tensor | None) -> torch.Tensor:
-        """(4, 1, total) positions for a packed VLM row: text positions (restarting per example), then each example's
-        own 3D M-RoPE positions."""
+    def _mrope_positions(self, rows: list[list[EncodedExample]], grids: torch.Tensor | None) -> torch.Tensor:
+        """(4, rows, width) positions for packed VLM rows: text positions (restarting per example), then each
+        example's own 3D M-RoPE positions."""
         image_id = self.loaded.processor.image_token_id
         merge = self.loaded.processor.image_processor.merge_size
-        pieces, at = [], 0
-        for ex in batch:
-            ids = torch.tensor([ex.input_ids])
-            types = (ids == image_id).long()
-            n_images = int(bool(types.any()))  # an example holds at most one image
-            own = grids[at : at + n_images] if n_images and grids is not None else None
-            at += n_images
-            if own is not None and self._rope_index is not None:
-                if int((own.prod(-1) // merge**2).sum()) != int(types.sum()):
-                    raise RuntimeError("image tokens of an example do not match its image grid")
-                positions, _ = self._rope_index(ids, types, image_grid_thw=own)
-            else:
-                positions = torch.arange(ids.shape[1]).view(1, 1, -1).expand(3, 1, -1)
-            text = torch.arange(ids.shape[1]).view(1, 1, -1)
-            pieces.append(torch.cat([text, positions], dim=0))
-        return torch.cat(pieces, dim=-1)
+        at = 0
+        per_row = []
+        for row in rows:
+            pieces = []
+            for ex in row:
+                ids = torch.tensor([ex.input_ids])
+                types = (ids == image_id).long()
+                n_images = int(bool(types.any()))  # an example holds at most one image
+                own = grids[at : at + n_images] if n_images and grids is not None else None
+                at += n_images
+                if own is not None and self._rope_index is not None:
+                    if int((own.prod(-1) // merge**2).sum()) != int(types.sum()):
+                        raise RuntimeError("image tokens of an example do not match its image grid")
+                    positions, _ = self._rope_index(ids, types, image_grid_thw=own)
+                else:
+                    positions = torch.arange(ids.shape[1]).view(1, 1, -1).expand(3, 1, -1)
+                pieces.append(torch.cat([torch.arange(ids.shape[1]).view(1, 1, -1), positions], dim=0))
+            per_row.append(torch.cat(pieces, dim=-1))
+        return torch.cat(per_row, dim=1)
 
     def __call__(self, batch: list[EncodedExample]) -> dict[str, torch.Tensor]:
-        images = [load_image(ex.image) for ex in batch if ex.image is not None]
-        counted = len(batch)
-        if self.loaded.is_vision and not images and _distributed():
+        real_tokens = sum(len(ex.input_ids) for ex in batch)  # non-padding tokens of the real examples
+        blank = None
+        if self.loaded.is_vision and not any(ex.image is not None for ex in batch) and _distributed():
             blank, blank_image = self._blank_row()
-            batch, images = [*batch, blank], [blank_image]
-        out = self._packed(batch) if self.packing else self._padded(batch)
+            batch = [*batch, blank]
+        rows = self._rows(batch) if self.packing else None
+        if rows is not None:
+            batch = [ex for row in rows for ex in row]  # images in the order their tokens appear
+        images = [blank_image if ex is blank else load_image(ex.image) for ex in batch
+                  if ex is blank or ex.image is not None]
+        out = self._packed(rows) if rows is not None else self._padded(batch)
         input_ids, labels = out["input_ids"], out["labels"]
         if self.loaded.is_vision:
             processor = self.loaded.processor
@@ -229,10 +260,9 @@ class TokenCountingCollator:
                     raise RuntimeError(f"image tokens in batch {int(image_mask.sum())} != image features {expected}")
                 out["pixel_values"] = pixels["pixel_values"]
                 out["image_grid_thw"] = grids
-            if self.packing and self._rope_index is not None:
-                out["position_ids"] = self._mrope_positions(batch, grids)
-        real = sum(len(ex.input_ids) for ex in batch[:counted])
-        self.tokens += real  # non-padding tokens of the real examples (not the blank row)
+            if rows is not None and self._rope_index is not None:
+                out["position_ids"] = self._mrope_positions(rows, grids)
+        self.tokens += real_tokens
         self.target_tokens += int((labels != IGNORE_INDEX).sum())
         return out
 

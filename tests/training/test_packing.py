@@ -20,6 +20,21 @@ def _per_example_losses(logits: torch.Tensor, labels: torch.Tensor, lengths: lis
     return losses
 
 
+def _segment_losses(packed: dict, logits: torch.Tensor) -> dict[int, float]:
+    """Loss of every real example in packed rows, keyed by its length (the test's examples all differ in length);
+    segments start where the text positions restart at 0, pad segments (no labels) are left out."""
+    text_positions = packed["position_ids"][0] if packed["position_ids"].dim() == 3 else packed["position_ids"]
+    found = {}
+    for row in range(packed["input_ids"].shape[0]):
+        starts = (text_positions[row] == 0).nonzero().flatten().tolist() + [text_positions.shape[1]]
+        lengths = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+        losses = _per_example_losses(logits[row], packed["labels"][row], lengths)
+        for start, n, loss in zip(starts, lengths, losses, strict=False):
+            if (packed["labels"][row, start : start + n] != IGNORE_INDEX).any():
+                found[n] = loss
+    return found
+
+
 @pytest.fixture(scope="module")
 def mixed_batch(tiny_dataset, base_model_dir):
     loaded = load_model(base_model_dir)
@@ -36,27 +51,29 @@ def test_packed_batch_gives_each_example_its_own_loss(mixed_batch):
     loaded, batch = mixed_batch
     lengths = [len(ex.input_ids) for ex in batch]
     packed = TokenCountingCollator(loaded, packing=True)(batch)
-    assert packed["input_ids"].shape == (1, sum(lengths)) and "attention_mask" not in packed
-    assert packed["position_ids"].shape == (4, 1, sum(lengths))  # text positions + 3D M-RoPE
+    rows, width = packed["input_ids"].shape
+    assert width == max(lengths) and rows < len(batch) and "attention_mask" not in packed  # examples share rows
+    assert packed["position_ids"].shape == (4, rows, width)  # text positions + 3D M-RoPE
     with torch.no_grad():
-        logits = loaded.model(**{k: v for k, v in packed.items() if k != "labels"}).logits[0]
-        alone = []
+        logits = loaded.model(**{k: v for k, v in packed.items() if k != "labels"}).logits
+        alone = {}
         for ex in batch:
             single = TokenCountingCollator(loaded)([ex])
             out = loaded.model(**{k: v for k, v in single.items() if k != "labels"}).logits[0]
-            alone += _per_example_losses(out, single["labels"][0], [len(ex.input_ids)])
-    together = _per_example_losses(logits, packed["labels"][0], lengths)
-    assert max(abs(a - b) for a, b in zip(together, alone, strict=True)) < 1e-4, (together, alone)
+            alone[len(ex.input_ids)] = _per_example_losses(out, single["labels"][0], [len(ex.input_ids)])[0]
+    together = _segment_losses(packed, logits)
+    assert sorted(together) == sorted(alone)
+    assert max(abs(together[n] - alone[n]) for n in alone) < 1e-4, (together, alone)
 
-    # The same row with positions that run on across examples lets attention cross the boundaries: the losses move.
+    # The same rows with positions that run on across examples let attention cross the boundaries: losses move.
     leaking = dict(packed)
     positions = packed["position_ids"].clone()
-    positions[0] = torch.arange(sum(lengths))
+    positions[0] = torch.arange(width).expand(rows, -1)
     leaking["position_ids"] = positions
     with torch.no_grad():
-        crossed = loaded.model(**{k: v for k, v in leaking.items() if k != "labels"}).logits[0]
-    moved = _per_example_losses(crossed, packed["labels"][0], lengths)
-    assert max(abs(a - b) for a, b in zip(moved[1:], alone[1:], strict=True)) > 1e-3
+        crossed = loaded.model(**{k: v for k, v in leaking.items() if k != "labels"}).logits
+    moved = _segment_losses(packed, crossed)
+    assert max(abs(moved[n] - alone[n]) for n in alone) > 1e-3
 
 
 def test_packed_and_padded_batch_losses_agree_and_count_the_same_tokens(mixed_batch):
