@@ -12,7 +12,7 @@ texts; float32, batch 8, `max_length` 512. Rows, each on the same examples and t
   plain HF Trainer       `transformers.Trainer` + `DataCollatorForSeq2Seq` (pads to the longest row), text only
                          (VQA-RAD rows keep their text; the stock collator cannot add pixels)
   medfoundry padded      the previous path: rows padded to the longest, images preprocessed per batch
-  medfoundry packed      `packing: true`: the batch as one padding-free row (attention and loss per example)
+  medfoundry packed      `packing: true`: examples packed first-fit into rows (attention and loss per example)
 Only non-padding tokens count. Steps after `--warmup` are timed with a callback; `--rounds` interleave the runs and
 the median round is reported, since the machine may be shared.
 
@@ -210,7 +210,7 @@ def main() -> None:
         }
     median = {key: float(np.median(values)) for key, values in measured.items()}
     names = {"plain": "plain HF Trainer (padded, text only)", "padded": "medfoundry padded (previous path)",
-             "packed": "medfoundry packed (padding-free)"}
+             "packed": "medfoundry packed (rows filled first-fit)"}
     machine = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} threads"
     command = (f".venv/bin/python benchmarks/training_throughput.py --steps {args.steps} --warmup {args.warmup} "
                f"--rounds {args.rounds} --threads {args.threads} --mixes {args.mixes}")

@@ -5,6 +5,7 @@ import json
 import sys
 import textwrap
 
+import pytest
 from resume_helpers import kill_after_checkpoint, run_to_the_end
 from training_data import max_param_change
 
@@ -34,6 +35,9 @@ ENTRY = textwrap.dedent(
 )
 
 
+# Slow: three GRPO subprocess runs; in this session (load average ~20 on 2 cores) it ran past pytest's 900 s limit
+# before finishing, so it has not yet been seen passing.
+@pytest.mark.slow
 def test_grpo_killed_mid_run_resumes_to_the_same_rewards_and_weights(tiny_dataset, base_model_dir, tmp_path):
     (tmp_path / "entry.py").write_text(ENTRY)
     env = {"HF_HUB_OFFLINE": "1"}
