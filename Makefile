@@ -13,12 +13,12 @@ export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 export MLFLOW_ENABLE_ASYNC_LOGGING := false
 
-.PHONY: setup demo test test-fast lint compile smollm2 lm-eval lint-k8s clean help
+.PHONY: setup demo test test-fast lint compile smollm2 lm-eval lint-k8s images clean help
 
 help:
 	@echo "make demo   - install into .venv if needed, run the recipe end to end on the tiny profile"
 	@echo "make test   - install if needed, run the test suite (slow/GPU tests skipped with a reason)"
-	@echo "make lint | compile | lint-k8s | smollm2 | clean"
+	@echo "make lint | compile | lint-k8s | images | smollm2 | clean"
 
 setup: $(STAMP)
 
@@ -28,6 +28,8 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(PY) -c "import torch" 2>/dev/null || $(VENV)/bin/pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 	@$(UV) pip install -q --python $(PY) -c constraints.txt -e ".[test]"
 	@$(PY) -m medfoundry.setup_check
+	@# Real-PostgreSQL tests (MLflow backend store) start a temporary Debian PostgreSQL 15 server on 127.0.0.1.
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; } >/dev/null 2>&1 || echo "postgresql not installed: PostgreSQL tests will skip"
 	@# Console browser tests drive Debian's chromium (never a downloaded browser); without it they skip with the reason.
 	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } >/dev/null 2>&1 || echo "chromium not installed: console browser tests will skip"
 	@touch $(STAMP)
@@ -65,6 +67,20 @@ $(LMEVAL_VENV)/.installed: $(STAMP)
 # Helm lint/template, kubernetes-validate, CRD schemas from ../shared, hadolint, checkov (tools pinned in .venv-k8s).
 lint-k8s: setup
 	$(PY) scripts/lint_k8s.py
+
+# The CPU and GPU images, tagged <version>-<git sha7> under $MEDFOUNDRY_IMAGE_REGISTRY (default ghcr.io/medfoundry),
+# with the first container tool found; without one it says so and builds nothing.
+images:
+	@tool=$$(command -v podman || command -v docker || command -v buildah); \
+	if [ -z "$$tool" ]; then echo "make images: no container tool (podman, docker or buildah) on this machine: nothing built (docs/deploy.md step 1)"; exit 0; fi; \
+	if ! $$tool info >/dev/null 2>&1; then echo "make images: $$tool is installed but its engine does not answer ($$tool info fails): nothing built"; exit 0; fi; \
+	py=$$(test -x $(PY) && echo $(PY) || echo python3); \
+	tag=$$(PYTHONPATH=. $$py -c "from medfoundry.images import image_tag; print(image_tag())"); \
+	registry=$${MEDFOUNDRY_IMAGE_REGISTRY:-ghcr.io/medfoundry}; \
+	for kind in cpu gpu; do \
+	  echo "make images: $$tool build $$registry/medfoundry-$$kind:$$tag"; \
+	  $$tool build -f containers/$$kind/Containerfile --build-arg GIT_SHA=$${tag##*-} -t $$registry/medfoundry-$$kind:$$tag . || exit 1; \
+	done
 
 clean:
 	rm -rf build .medfoundry .pytest_cache .venv-k8s .venv-lmeval

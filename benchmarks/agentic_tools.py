@@ -12,6 +12,7 @@ itself without tools on held-back tool-requiring tasks?
    and accuracy. Traces (call, arguments, result, answer) are written to --out/traces.jsonl.
 
 Usage: .venv/bin/python benchmarks/agentic_tools.py --train 200 --heldout 40 --sft-steps 150 --grpo-steps 6
+       [--every-stage]  (also evaluate before training and after SFT)
 """
 
 from __future__ import annotations
@@ -131,6 +132,7 @@ def main() -> None:
     parser.add_argument("--sft-steps", type=int, default=150)
     parser.add_argument("--grpo-steps", type=int, default=6)
     parser.add_argument("--out", type=Path, default=Path("build/agentic"))
+    parser.add_argument("--every-stage", action="store_true", help="also evaluate before training and after SFT")
     args = parser.parse_args()
     from medfoundry.config import load_profile
     from medfoundry.training.common import encode_examples, train_causal_lm
@@ -143,12 +145,14 @@ def main() -> None:
     heldout = [t for t in generate_tasks(args.heldout * 2, seed=1)[0] if t.question not in seen][: args.heldout]
     loaded = load_model("smollm2", profile.model)
     report: dict = {"tasks": train_counts, "command": " ".join(["benchmarks/agentic_tools.py", *os.sys.argv[1:]])}
-    report["before"] = evaluate(loaded, heldout, args.out)
+    if args.every_stage:
+        report["before"] = evaluate(loaded, heldout, args.out)
     encoded, _ = encode_examples(loaded, sft_examples(loaded, train), 256, keep_completion=True)
     sft_cfg = profile.sft.model_copy(update={"max_steps": args.sft_steps, "batch_size": 8, "learning_rate": 1e-4})
     sft_metrics, _, _ = train_causal_lm(loaded, encoded, sft_cfg, args.out / "sft")
     report["sft"] = {k: sft_metrics[k] for k in ("steps", "loss_first", "loss_last", "train_runtime_s")}
-    report["after_sft"] = evaluate(loaded, heldout, args.out)
+    if args.every_stage:
+        report["after_sft"] = evaluate(loaded, heldout, args.out)
     report["grpo_rewards"] = grpo(loaded, train, args.grpo_steps, args.out, profile)
     report["after_grpo"] = evaluate(loaded, heldout, args.out)
     report["wall_s"] = round(time.time() - started)

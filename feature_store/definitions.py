@@ -15,6 +15,7 @@ from feast.types import Array, Float32, Int64, String
 DATA_DIR = Path(os.environ.get("MEDFOUNDRY_FEAST_DATA", Path(__file__).resolve().parent / "data"))
 ENTITY_FILE = "entity_features.parquet"
 SAMPLE_FILE = "sample_features.parquet"
+PROMPT_FILE = "prompt_pass_rates.parquet"
 TTL = timedelta(days=3650)  # curated datasets are versioned, not streamed: a feature row stays valid
 
 medical_entity = Entity(
@@ -28,6 +29,12 @@ sample = Entity(
     join_keys=["record_id"],
     value_type=ValueType.STRING,
     description="A record of a curated dataset",
+)
+rl_prompt = Entity(
+    name="rl_prompt",
+    join_keys=["prompt_id"],
+    value_type=ValueType.STRING,
+    description="A candidate RL prompt (a held-back record's id or an agentic task's id)",
 )
 
 entity_source = FileSource(
@@ -75,6 +82,27 @@ sample_features = FeatureView(
         Field(name="split", dtype=String),
     ],
     source=sample_source,
+    online=True,
+)
+
+prompt_pass_rate_source = FileSource(
+    name="prompt_pass_rates_source",
+    path=str(DATA_DIR / PROMPT_FILE),
+    timestamp_field="event_timestamp",
+)
+
+prompt_pass_rates = FeatureView(
+    name="prompt_pass_rates",
+    entities=[rl_prompt],
+    ttl=TTL,
+    schema=[
+        Field(name="pass_rate", dtype=Float32, description="share of the policy's k samples that were correct and safe"),
+        Field(name="in_band", dtype=Int64, description="1 when the pass rate lies in the prompt pool's band"),
+        Field(name="band_low", dtype=Float32),
+        Field(name="band_high", dtype=Float32),
+        Field(name="samples", dtype=Int64, description="k: samples drawn per prompt"),
+    ],
+    source=prompt_pass_rate_source,
     online=True,
 )
 

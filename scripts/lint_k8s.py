@@ -2,7 +2,7 @@
 """`make lint-k8s`: lint and validate everything medfoundry deploys to Kubernetes.
 
   chart     helm lint (schema-checked values) + helm template for values.yaml, values-<env>.yaml and ci/*-values.yaml
-  kustomize kubectl kustomize for platform/argocd, platform/platform-chart and the GitOps overlays
+  kustomize kubectl kustomize for platform/argocd and the GitOps overlays
   builtin   rendered built-in kinds against the Kubernetes OpenAPI schemas (kubernetes-validate --strict)
   crd       InferenceService, ServingRuntime, TrainJob, Application, AppProject ... against the CRDs in
             ../shared/k8s-crds (or $MEDFOUNDRY_SHARED/k8s-crds), strictly (unknown fields are errors)
@@ -284,7 +284,7 @@ def check_values_documented(chart: Path) -> list[str]:
 def kustomize_dirs(root: Path) -> list[Path]:
     platform = root / "platform"
     overlays = platform / "gitops-template" / "apps" / "medfoundry-model" / "overlays"
-    return [platform / "argocd", platform / "platform-chart", *sorted(p for p in overlays.iterdir() if p.is_dir())]
+    return [platform / "argocd", *sorted(p for p in overlays.iterdir() if p.is_dir())]
 
 
 def check_kustomize(tools: Tools, root: Path, report: Report) -> list[Rendered]:
@@ -438,7 +438,9 @@ def check_rbac(doc: dict[str, Any]) -> list[str]:
         for key in ("apiGroups", "resources", "verbs"):
             if "*" in (rule.get(key) or []):
                 errors.append(f"wildcard in {key}: {rule}")
-        if set(rule.get("resources") or []) & {"secrets", "pods/exec", "serviceaccounts/token"}:
+        sensitive = set(rule.get("resources") or []) & {"secrets", "pods/exec", "serviceaccounts/token"}
+        # Reading one named Secret (resourceNames) is allowed; any Secret, exec or tokens are not.
+        if sensitive and not (sensitive == {"secrets"} and rule.get("resourceNames") and rule.get("verbs") == ["get"]):
             errors.append(f"grants sensitive resources: {rule}")
     return errors
 
@@ -562,6 +564,9 @@ def app_namespace_errors(docs: list[dict[str, Any]], rendered_namespaces: dict[s
             elements = (generator.get("list") or {}).get("elements") or elements
         for element in elements:
             resolved = yaml.safe_load(_fill(yaml.safe_dump(template), element))
+            patch = spec.get("templatePatch")
+            if patch and element.get("layer") == "platform":  # our templatePatch adds the Helm values file
+                resolved["source"]["helm"] = {"valueFiles": [f"values-{element['env']}.yaml"]}
             project = projects.get(resolved.get("project", "default"))
             if project is None:
                 errors.append(f"{_name(app)}: AppProject {resolved.get('project')!r} is not defined")
@@ -579,8 +584,10 @@ def app_namespace_errors(docs: list[dict[str, Any]], rendered_namespaces: dict[s
 
 
 def _fill(text: str, element: dict[str, Any]) -> str:
+    """Substitute ApplicationSet parameters, fasttemplate ({{key}}) or Go template ({{.key}}) style."""
     for key, value in element.items():
-        text = text.replace("{{" + key + "}}", str(value)).replace("{{ " + key + " }}", str(value))
+        for form in ("{{%s}}", "{{ %s }}", "{{.%s}}", "{{ .%s }}"):
+            text = text.replace(form % key, str(value))
     return text
 
 

@@ -24,6 +24,9 @@ KFP_RUNTIME_NEEDS: dict[tuple[str, str], frozenset[str]] = {
     ("", "secrets"): frozenset({"get"}),
 }
 
+# Only these objects of a resource (the launcher reads KFP's default object-store credentials Secret, no other).
+RESOURCE_NAMES: dict[tuple[str, str], list[str]] = {("", "secrets"): ["mlpipeline-minio-artifact"]}
+
 _VERB_ORDER = ("get", "watch", "list", "create", "patch", "update", "delete")
 
 
@@ -37,7 +40,11 @@ def runner_permissions() -> dict[tuple[str, str], frozenset[str]]:
 
 def runner_rules() -> list[dict[str, Any]]:
     """The Role's rules, one per resource, in a stable order."""
-    return [
-        {"apiGroups": [group], "resources": [resource], "verbs": [v for v in _VERB_ORDER if v in verbs]}
-        for (group, resource), verbs in sorted(runner_permissions().items())
-    ]
+    rules = []
+    for (group, resource), verbs in sorted(runner_permissions().items()):
+        rule: dict[str, Any] = {"apiGroups": [group], "resources": [resource]}
+        if (group, resource) in RESOURCE_NAMES:
+            rule["resourceNames"] = RESOURCE_NAMES[(group, resource)]
+        rule["verbs"] = [v for v in _VERB_ORDER if v in verbs]
+        rules.append(rule)
+    return rules

@@ -67,7 +67,11 @@ def _deepspeed_stage(profile: Any, stage: str) -> int:
     return int(per_stage or _cluster_section(profile).deepspeed_stage)
 
 
-def _env(profile: Any, secret: str) -> list[dict[str, Any]]:
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+SIDECAR_OPT_OUT = {"sidecar.istio.io/inject": "false"}
+
+
+def _env(profile: Any, secret: str, mlflow_run_id: str | None = None) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         {"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
         for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
@@ -83,6 +87,9 @@ def _env(profile: Any, secret: str) -> list[dict[str, Any]]:
     tracking = getattr(profile, "tracking", None)
     if tracking is not None and tracking.uri:
         env.append({"name": "MLFLOW_TRACKING_URI", "value": tracking.uri})
+    if mlflow_run_id:
+        # Rank 0 logs its curves into the stage's nested run while it trains (medfoundry.training.cli).
+        env.append({"name": "MLFLOW_RUN_ID", "value": mlflow_run_id})
     env += [{"name": "HF_HUB_OFFLINE", "value": "1"}, {"name": "TOKENIZERS_PARALLELISM", "value": "false"}]
     return env
 
@@ -95,6 +102,7 @@ def build_trainjob(
     *,
     service_account: str = TRAINING_SERVICE_ACCOUNT,
     cache_pvc: str | None = CACHE_PVC,
+    mlflow_run_id: str | None = None,
 ) -> dict[str, Any]:
     """A TrainJob manifest that runs `medfoundry <args>` on nodes x GPUs from the profile's cluster section,
     e.g. args `["train", "sft", "--data", "/cache/runs/<id>/data", "--model", ..., "--out", ..., "--profile", ...]`.
@@ -122,7 +130,12 @@ def build_trainjob(
         "medfoundry.io/stage": stage,
         "medfoundry.io/deepspeed-stage": str(_deepspeed_stage(profile, stage)),
     }
+    if cluster.kueue_queue:
+        labels[KUEUE_QUEUE_LABEL] = cluster.kueue_queue
     pod_labels = {"app.kubernetes.io/part-of": "medfoundry", "medfoundry.io/stage": stage}
+    pod_metadata: dict[str, Any] = {"labels": pod_labels}
+    if cluster.disable_sidecar_injection:
+        pod_metadata["annotations"] = dict(SIDECAR_OPT_OUT)
     pod_spec: dict[str, Any] = {
         "serviceAccountName": service_account,
         "securityContext": {
@@ -162,7 +175,7 @@ def build_trainjob(
                 "numNodes": cluster.nodes,
                 "numProcPerNode": max(gpus, 1),
                 "resourcesPerNode": resources,
-                "env": _env(profile, cluster.storage_secret),
+                "env": _env(profile, cluster.storage_secret, mlflow_run_id),
             },
             "runtimePatches": [
                 {
@@ -177,7 +190,7 @@ def build_trainjob(
                                             "spec": {
                                                 "template": {
                                                     # The platform's NetworkPolicies admit medfoundry pods.
-                                                    "metadata": {"labels": pod_labels},
+                                                    "metadata": pod_metadata,
                                                     "spec": pod_spec,
                                                 }
                                             }
@@ -191,6 +204,27 @@ def build_trainjob(
             ],
         },
     }
+
+
+POD_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def check_same_namespace(trainjob_namespace: str, namespace_file: str = POD_NAMESPACE_FILE) -> None:
+    """Refuse to launch from another namespace than the TrainJob's: a PersistentVolumeClaim is visible only in its own
+    namespace, so the job would mount a different (or no) cache claim than the one this step staged its inputs on."""
+    from pathlib import Path
+
+    path = Path(namespace_file)
+    if not path.is_file():
+        return  # not in a pod (tests, a laptop): nothing to compare
+    own = path.read_text().strip()
+    if own and own != trainjob_namespace:
+        raise TrainJobFailed(
+            "-", "WrongNamespace",
+            f"this step runs in namespace {own!r} but cluster.namespace is {trainjob_namespace!r}: the TrainJob could "
+            "not see the inputs staged on this step's cache claim. Run the pipeline in the TrainJob's namespace "
+            "(Kubeflow profile namespace) or set cluster.namespace to it (docs/deploy.md step 5)",
+        )
 
 
 def status_of(obj: dict[str, Any]) -> TrainJobStatus:
@@ -219,7 +253,10 @@ def _custom_objects_api(api_client: Any = None) -> Any:
         try:
             config.load_incluster_config()
         except config.ConfigException:
-            config.load_kube_config()
+            import os
+
+            # The client reads $KUBECONFIG once at import; read it when the step runs.
+            config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
         api_client = client.ApiClient()
     return client.CustomObjectsApi(api_client)
 
@@ -275,3 +312,16 @@ def submit_and_wait(
                     raise
             raise TrainJobTimeout(name, "Timeout", f"not finished after {timeout_s:g}s (last phase {current.phase})")
         time.sleep(poll_s)
+
+
+def trainjob_tracking_run() -> Any:
+    """Inside a TrainJob: on rank 0 with $MLFLOW_RUN_ID, the stage's MLflow run resumed (curves land in it while
+    training); otherwise a context that does nothing."""
+    import contextlib
+    import os
+
+    if not os.environ.get("MLFLOW_RUN_ID") or os.environ.get("RANK", "0") != "0":
+        return contextlib.nullcontext()
+    import mlflow
+
+    return mlflow.start_run(run_id=os.environ["MLFLOW_RUN_ID"])

@@ -30,6 +30,26 @@ class GateConfig(Section):
     max_hallucination_rate: float | None = Field(None, ge=0.0, le=1.0)
 
 
+class PredictorConfig(Section):
+    """How the promoted model is served on KServe (written into the InferenceService by promotion)."""
+
+    # RawDeployment: plain Deployment + HPA (no Knative); Serverless: Knative scale-to-zero.
+    deployment_mode: Literal["RawDeployment", "Serverless"] = "RawDeployment"
+    # >0: GPUs per replica, served by KServe's huggingface runtime (vLLM); 0: the medfoundry-vlm runtime on CPU.
+    gpus: int = Field(0, ge=0)
+    # KServe ServingRuntime for GPU serving (KServe's huggingface server, vLLM backend).
+    gpu_runtime: str = "kserve-huggingfaceserver"
+    # Weights size used to size the startup probe; None: estimated from the profile's model section.
+    model_size_gb: float | None = Field(None, gt=0)
+    scale_metric: Literal["concurrency", "rps", "cpu", "memory"] = "concurrency"
+    scale_target: int = Field(4, ge=1)
+    # Requests and limits of each replica; None keeps what the environment's overlay (the platform) sets.
+    cpu_request: str | None = None
+    memory_request: str | None = None
+    cpu_limit: str | None = None
+    memory_limit: str | None = None
+
+
 class GitOpsConfig(Section):
     # Local checkout of the GitOps repository. Empty: <workspace>/gitops (created on first promotion, cloned from
     # `remote` when one is set).
@@ -43,6 +63,7 @@ class GitOpsConfig(Section):
     # KServe ServingRuntime (defined in platform/) that runs `medfoundry serve` for model format medfoundry-vlm.
     runtime: str = "medfoundry-vlm"
     service_name: str = "medfoundry-model"
+    predictor: PredictorConfig = Field(default_factory=PredictorConfig)
 
 
 class ServingConfig(Section):

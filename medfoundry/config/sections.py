@@ -105,6 +105,13 @@ class ClusterConfig(Section):
     # stages overwrite their outputs, a TrainJob launcher re-attaches to its job.
     step_retries: int = Field(2, ge=0)
     step_retry_backoff: str = "60s"
+    # Kueue LocalQueue for TrainJobs (label kueue.x-k8s.io/queue-name); empty: not queued through Kueue.
+    kueue_queue: str = ""
+    # Keep service-mesh sidecars out of training pods (a sidecar that never exits keeps a finished job running).
+    disable_sidecar_injection: bool = True
+    # How often the launching step polls its TrainJob, and how long it waits before deleting it.
+    trainjob_poll_seconds: float = Field(10.0, gt=0)
+    trainjob_timeout_hours: float = Field(7 * 24.0, gt=0)
     nodes: int = Field(1, ge=1)
     gpus_per_node: int = Field(0, ge=0)
     node_selector: dict[str, str] = Field(default_factory=dict)

@@ -304,10 +304,11 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
             raise Refused(404, str(err)) from None
 
     @app.get("/models", response_class=HTMLResponse)
-    async def models_page(request: Request):
+    async def models_page(request: Request, page_token: str = ""):
         need(request, "viewer")
-        versions = model_service.list_versions()
-        return render(request, "models.html", {"versions": versions, "model_name": model_name})
+        versions, next_token = model_service.page_versions(model_name, page_token=page_token or None)
+        return render(request, "models.html", {"versions": versions, "model_name": model_name,
+                                               "next_token": next_token, "first": not page_token})
 
     @app.get("/models/{name}/compare", response_class=HTMLResponse)
     async def compare_page(request: Request, name: str, base: str = "", candidate: str = ""):

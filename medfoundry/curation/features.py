@@ -28,6 +28,9 @@ ENTITY_FILE = "entity_features.parquet"
 SAMPLE_FILE = "sample_features.parquet"
 ENTITY_FEATURES = ["name", "kind", "frequency", "record_count", "rarity_tier", "depth", "coverage", "rare"]
 SAMPLE_FEATURES = ["quality", "sample_weight", "entity_ids", "source", "modality", "kind", "split"]
+PROMPT_FILE = "prompt_pass_rates.parquet"
+PROMPT_FEATURES = ["pass_rate", "in_band", "band_low", "band_high", "samples"]
+CURATION_VIEWS = ["entity_features", "sample_features"]
 _STAMP_FILE = "materialized_at.json"
 
 
@@ -206,7 +209,9 @@ def publish_features(
     paths = write_feature_sources(dataset_dir, workdir / "data", sparse_threshold, stamp)
     store = open_store(workdir)
     store.apply(_definitions(workdir / "data"))
-    store.materialize(start_date=stamp - timedelta(days=1), end_date=stamp + timedelta(seconds=1))
+    store.materialize(
+        start_date=stamp - timedelta(days=1), end_date=stamp + timedelta(seconds=1), feature_views=CURATION_VIEWS
+    )
     (workdir / _STAMP_FILE).write_text(
         json.dumps({"timestamp": stamp.isoformat(), "dataset": str(dataset_dir)})
     )
@@ -240,14 +245,54 @@ def training_weights(record_ids: list[str], workdir: Path | None = None, at: dat
 
 def lookup_entities(entity_ids: list[str], workdir: Path | None = None) -> list[dict[str, Any]]:
     """Online features of entities (name, kind, frequency, rarity tier, depth, coverage); unknown ids give None."""
+    rows = _online_rows("entity_features", "entity_id", entity_ids, ENTITY_FEATURES, workdir)
+    for row in rows:
+        row["found"] = row["name"] is not None
+    return rows
+
+
+def _online_rows(
+    view: str, join_key: str, ids: list[str], names: list[str], workdir: Path | None
+) -> list[dict[str, Any]]:
+    """One dict per id with the view's online features (None where the id is unknown)."""
     store = open_store(workdir or default_workdir())
     response = store.get_online_features(
-        features=[f"entity_features:{name}" for name in ENTITY_FEATURES],
-        entity_rows=[{"entity_id": entity_id} for entity_id in entity_ids],
+        features=[f"{view}:{name}" for name in names], entity_rows=[{join_key: key} for key in ids]
     ).to_dict()
-    rows = []
-    for i, entity_id in enumerate(entity_ids):
-        row = {"entity_id": entity_id, **{name: response[name][i] for name in ENTITY_FEATURES}}
-        row["found"] = row["name"] is not None
-        rows.append(row)
-    return rows
+    return [{join_key: key, **{name: response[name][i] for name in names}} for i, key in enumerate(ids)]
+
+
+def publish_prompt_pass_rates(
+    measured: list[dict[str, Any]], band: tuple[float, float], samples: int, workdir: Path | None = None
+) -> int:
+    """Store the prompt pool's per-prompt pass rate and band (rows of `PromptPool.measured`) as the
+    `prompt_pass_rates` feature view of the same store curation publishes to; returns the number of prompts."""
+    import pandas as pd
+
+    workdir = Path(workdir or default_workdir()).resolve()
+    stamp = datetime.now(UTC).replace(microsecond=0)
+    frame = pd.DataFrame(
+        [
+            {"prompt_id": str(row["id"]), "event_timestamp": stamp, "pass_rate": float(row["pass_rate"]),
+             "in_band": int(bool(row["in_band"])), "band_low": float(band[0]), "band_high": float(band[1]),
+             "samples": int(samples)}
+            for row in measured
+        ],
+        columns=["prompt_id", "event_timestamp", *PROMPT_FEATURES],
+    )
+    frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
+    frame = frame.astype({"pass_rate": "float32", "band_low": "float32", "band_high": "float32",
+                          "in_band": "int64", "samples": "int64"})
+    data_dir = workdir / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(data_dir / PROMPT_FILE, index=False)
+    store = open_store(workdir)
+    store.apply(_definitions(data_dir))
+    store.materialize(start_date=stamp - timedelta(days=1), end_date=stamp + timedelta(seconds=1),
+                      feature_views=["prompt_pass_rates"])
+    return len(frame)
+
+
+def lookup_prompt_pass_rates(prompt_ids: list[str], workdir: Path | None = None) -> list[dict[str, Any]]:
+    """Online pass rate, band flag and band of RL prompts; unknown ids give None values."""
+    return _online_rows("prompt_pass_rates", "prompt_id", prompt_ids, PROMPT_FEATURES, workdir)

@@ -69,9 +69,17 @@ def _dtype(model_cfg: ModelConfig | None) -> torch.dtype:
     return DTYPES[model_cfg.dtype] if model_cfg is not None else torch.float32
 
 
+def default_device() -> str:
+    """`cuda:<LOCAL_RANK>` on GPU machines (each process of a multi-GPU node on its own device), else cpu."""
+    import os
+
+    if not torch.cuda.is_available():
+        return "cpu"
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+
+
 def _place(model: PreTrainedModel, device: str | None) -> PreTrainedModel:
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return model.to(device).eval()
+    return model.to(device or default_device()).eval()
 
 
 def save_model(loaded: LoadedModel, out_dir: Path, state_dict: dict | None = None) -> Path:

@@ -199,8 +199,10 @@ def _train_on_cluster(
     import mlflow
 
     from medfoundry.cluster.kfp_settings import CACHE_MOUNT
-    from medfoundry.cluster.trainjob import build_trainjob, submit_and_wait
+    from medfoundry.cluster.trainjob import build_trainjob, check_same_namespace, submit_and_wait
 
+    # The job reads its inputs from the cache claim this step writes: both must be in the job's namespace.
+    check_same_namespace(ctx.profile.cluster.namespace)
     run_tag = mlflow.get_run(ctx.parent_run_id).data.tags.get("medfoundry.pipeline_run_id", ctx.parent_run_id)
     name = f"mf-{trainer}-{run_tag}".lower()[:63].rstrip("-")
     work = Path(os.environ.get("MEDFOUNDRY_CACHE_DIR", CACHE_MOUNT)) / "trainjobs" / name
@@ -221,10 +223,16 @@ def _train_on_cluster(
         "--mlflow-run-id",
         mlflow.active_run().info.run_id,
     ]
-    manifest = build_trainjob(ctx.profile, ctx.stage, [*map(str, args), "--out", str(work / "out")], name)
+    cluster = ctx.profile.cluster
+    manifest = build_trainjob(
+        ctx.profile, ctx.stage, [*map(str, args), "--out", str(work / "out")], name,
+        mlflow_run_id=mlflow.active_run().info.run_id,
+    )
     status = submit_and_wait(
         manifest,
-        namespace=ctx.profile.cluster.namespace,
+        namespace=cluster.namespace,
+        timeout_s=cluster.trainjob_timeout_hours * 3600,
+        poll_s=cluster.trainjob_poll_seconds,
         on_status=lambda s: log.warning("TrainJob %s: %s %s", name, s.phase, s.message or ""),
     )
     mlflow.set_tag("medfoundry.trainjob", f"{name}: {status.phase}")

@@ -1,8 +1,10 @@
 """The KServe InferenceService that promotion writes for one model version, and the object-store location of its
 weights.
 
-Promotion owns the model-specific fields (storageUri, model format/runtime, version labels and annotations); every
-other field of an existing overlay manifest (resources, replicas, probes set by the platform) is kept as it is.
+Promotion owns the model-specific fields (storageUri, model format/runtime, version labels and annotations) and the
+serving settings of the profile's `gitops.predictor` (deployment mode, startup probe, scale metric, and resources when
+the profile sets them); every other field of an existing overlay manifest (replicas, node selectors, tolerations, the
+platform's resources) is kept as it is.
 
 A registered version's source may be any location MLflow stores artifacts at: a local folder, an `mlflow-artifacts:`
 URI served by a tracking server started with `--serve-artifacts`, `s3://...`, `runs:/<id>/<path>` or `models:/...`
@@ -14,6 +16,7 @@ server's artifacts destination, and anything else (a local folder) published as 
 from __future__ import annotations
 
 import copy
+import math
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +27,7 @@ from medfoundry.release.registry import ModelVersionInfo
 
 if TYPE_CHECKING:
     from medfoundry.config import Profile
+    from medfoundry.config.sections import ModelConfig
 
 API_VERSION = "serving.kserve.io/v1beta1"
 KIND = "InferenceService"
@@ -33,6 +37,14 @@ MODEL_NAME = ANNOTATION_PREFIX + "model-name"
 MODEL_VERSION = ANNOTATION_PREFIX + "model-version"
 # Lineage keys copied onto the manifest so a cluster operator sees where the served weights came from.
 _LINEAGE_ANNOTATIONS = ("git_sha", "config_hash", "dataset_hash", "pipeline_run_id", "base_model")
+DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
+HUGGINGFACE_FORMAT = "huggingface"
+READY_PATH = "/v2/health/ready"  # both our server and KServe's huggingface server answer it once loaded
+PROBE_PERIOD_S = 10
+# Startup budget: process start and engine warm-up, plus reading the weights from the storage initializer's volume
+# onto the device at a conservative 50 MB/s (network-backed volumes, vLLM's own profiling run included).
+STARTUP_BASE_S = 120
+STARTUP_S_PER_GB = 20
 
 
 def default_inference_service(gitops: GitOpsConfig, env: str) -> dict[str, Any]:
@@ -72,10 +84,13 @@ def render_inference_service(
     gate: str,
     existing: dict[str, Any] | None = None,
     storage_uri: str | None = None,
+    model_cfg: ModelConfig | None = None,
 ) -> dict[str, Any]:
-    """The overlay manifest serving `info` in `env`: `existing` (or the default) with the model fields set.
+    """The overlay manifest serving `info` in `env`: `existing` (or the default) with the model fields and the
+    serving settings of `gitops.predictor` set (deployment mode, runtime, resources, startup probe, scale metric).
 
-    `storage_uri` is where KServe downloads the weights (`model_storage_uri`); None: `info.source` as it is."""
+    `storage_uri` is where KServe downloads the weights (`model_storage_uri`); None: `info.source` as it is.
+    `model_cfg` (the profile's model section) sizes the startup probe when predictor.model_size_gb is not set."""
     manifest = copy.deepcopy(existing) if existing else default_inference_service(gitops, env)
     if manifest.get("kind") != KIND:
         manifest = default_inference_service(gitops, env)
@@ -99,12 +114,55 @@ def render_inference_service(
     for key in _LINEAGE_ANNOTATIONS:
         if info.lineage.get(key):
             annotations[ANNOTATION_PREFIX + key.replace("_", "-")] = info.lineage[key]
+    predictor_cfg = gitops.predictor
+    annotations[DEPLOYMENT_MODE] = predictor_cfg.deployment_mode
     meta["annotations"] = annotations
-    model = manifest.setdefault("spec", {}).setdefault("predictor", {}).setdefault("model", {})
-    model.setdefault("modelFormat", {"name": MODEL_FORMAT})
-    model.setdefault("runtime", gitops.runtime)
+    predictor = manifest.setdefault("spec", {}).setdefault("predictor", {})
+    predictor["scaleMetric"] = predictor_cfg.scale_metric
+    predictor["scaleTarget"] = predictor_cfg.scale_target
+    model = predictor.setdefault("model", {})
     model["storageUri"] = storage_uri or info.artifact_uri or info.source
+    resources = copy.deepcopy(model.get("resources") or {})
+    for part, key, value in (
+        ("requests", "cpu", predictor_cfg.cpu_request), ("requests", "memory", predictor_cfg.memory_request),
+        ("limits", "cpu", predictor_cfg.cpu_limit), ("limits", "memory", predictor_cfg.memory_limit),
+    ):
+        if value is not None:
+            resources.setdefault(part, {})[key] = value
+    if predictor_cfg.gpus:
+        # KServe's huggingface server runs vLLM on GPUs; our own runtime stays for CPU serving.
+        model["modelFormat"] = {"name": HUGGINGFACE_FORMAT}
+        model["runtime"] = predictor_cfg.gpu_runtime
+        model["args"] = [f"--model_name={gitops.service_name}", "--backend=vllm"] + (
+            [f"--max_model_len={model_cfg.max_length}"] if model_cfg is not None else []
+        )
+        for part in ("requests", "limits"):
+            resources.setdefault(part, {})["nvidia.com/gpu"] = str(predictor_cfg.gpus)
+    else:
+        model["modelFormat"] = {"name": MODEL_FORMAT}
+        model["runtime"] = gitops.runtime
+        model.pop("args", None)
+    model["resources"] = resources
+    model["startupProbe"] = {
+        "httpGet": {"path": READY_PATH, "port": 8080},
+        "periodSeconds": PROBE_PERIOD_S,
+        "failureThreshold": math.ceil(startup_seconds(predictor_cfg.model_size_gb, model_cfg) / PROBE_PERIOD_S),
+    }
     return manifest
+
+
+def estimated_model_gb(model_cfg: ModelConfig | None) -> float:
+    """Weights size from the model section: ~12 H^2 per decoder layer plus the embeddings, at the profile's dtype."""
+    if model_cfg is None:
+        return 1.0
+    params = model_cfg.num_layers * 12 * model_cfg.hidden_size**2 + model_cfg.vocab_size * model_cfg.hidden_size
+    return params * (4 if model_cfg.dtype == "float32" else 2) / 1e9
+
+
+def startup_seconds(model_size_gb: float | None, model_cfg: ModelConfig | None) -> int:
+    """How long the predictor may take to load before Kubernetes restarts it."""
+    size = model_size_gb if model_size_gb is not None else estimated_model_gb(model_cfg)
+    return STARTUP_BASE_S + math.ceil(STARTUP_S_PER_GB * size)
 
 
 # URI schemes KServe's storage initializer downloads (kserve_storage.Storage.download).
@@ -139,7 +197,7 @@ def model_storage_uri(info: ModelVersionInfo, profile: Profile) -> str:
       `<storage.uri>/models/<name>/<content hash>` when `storage.uri` is an object store;
     - a local folder with a local store (laptop runs): its file:// URI, which only a local server can load.
     """
-    location = artifact_location(info.source)
+    location = artifact_location(info.artifact_uri or info.source)
     scheme = urlparse(location).scheme
     if scheme in KSERVE_SCHEMES:
         return location

@@ -78,10 +78,10 @@ def _namespace(profile: Profile, env: str) -> str:
     return profile.gitops.namespaces.get(env, f"medfoundry-{env}")
 
 
-def gate_model_version(profile: Profile, name: str, version: str, env: str | None = None) -> tuple[GateDecision, Path]:
-    """Evaluate the gate for a registered version against the current champion and record the decision:
-    version tags `gate.<env>.*`, a JSON file in the workspace, and the same JSON as an artifact of the version's run."""
-    env = _env(profile, env)
+def gate_for(
+    profile: Profile, name: str, version: str, env: str
+) -> tuple[GateDecision, registry.ModelVersionInfo, registry.ModelVersionInfo | None]:
+    """The gate's decision for a version against the version it would replace in `env`; records nothing."""
     candidate = registry.get_version(name, version)
     champion = baseline(name, env, exclude_version=candidate.version)
     decision = evaluate_gate(
@@ -91,6 +91,14 @@ def gate_model_version(profile: Profile, name: str, version: str, env: str | Non
         registry.item_scores(candidate),
         registry.item_scores(champion) if champion else None,
     )
+    return decision, candidate, champion
+
+
+def gate_model_version(profile: Profile, name: str, version: str, env: str | None = None) -> tuple[GateDecision, Path]:
+    """Evaluate the gate for a registered version against the current champion and record the decision:
+    version tags `gate.<env>.*`, a JSON file in the workspace, and the same JSON as an artifact of the version's run."""
+    env = _env(profile, env)
+    decision, candidate, champion = gate_for(profile, name, version, env)
     record = {
         "model": name,
         "version": candidate.version,
@@ -152,7 +160,9 @@ def promote_model(
         repo.sync()
         existing = repo.read_manifest(env)
         previous_version = _served_version(existing, name)
-        manifest = render_inference_service(info, env, profile.gitops, gate_label, existing, storage_uri)
+        manifest = render_inference_service(
+            info, env, profile.gitops, gate_label, existing, storage_uri, profile.model
+        )
         commit = None
         pushed = False
         if manifest != existing:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -15,20 +14,49 @@ from medfoundry.release.gates import benchmarks, main_score
 
 
 def list_versions(name: str | None = None, max_results: int = 1000) -> list[registry.ModelVersionInfo]:
-    """Every registered version (of one model, or all), newest first, in one registry query."""
+    """Registered versions (of one model, or all), newest first."""
+    return page_versions(name, max_results)[0]
+
+
+def page_versions(
+    name: str | None = None, max_results: int = 25, page_token: str | None = None
+) -> tuple[list[registry.ModelVersionInfo], str | None]:
+    """One page of registered versions, newest first, with their aliases, and the token of the next page (None at
+    the end): two registry queries whatever the size of the registry."""
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     client = MlflowClient()
     filter_string = f"name = '{name}'" if name else ""
-    infos = [registry._info(mv) for mv in client.search_model_versions(filter_string, max_results=max_results)]
+    try:
+        models = [client.get_registered_model(name)] if name else client.search_registered_models(max_results=1000)
+    except MlflowException as err:
+        if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return [], None  # nothing registered yet
+        raise
+    found = client.search_model_versions(
+        filter_string, max_results=max_results, order_by=["name ASC", "version_number DESC"], page_token=page_token
+    )
+    infos = [_row(mv) for mv in found]
     # A version search leaves `aliases` empty; the registered models carry them (alias -> version).
     aliases: dict[tuple[str, str], list[str]] = {}
-    for model in client.search_registered_models(filter_string, max_results=1000):
+    for model in models:
         for alias, version in (model.aliases or {}).items():
             aliases.setdefault((model.name, str(version)), []).append(alias)
     for info in infos:
         info.aliases = sorted(aliases.get((info.name, info.version), []))
-    return sorted(infos, key=lambda i: (i.name, int(i.version)), reverse=True)
+    token = found.token.decode() if isinstance(found.token, bytes) else found.token
+    return infos, token or None
+
+
+def _row(mv: Any) -> registry.ModelVersionInfo:
+    """A version as the list shows it: lineage, tags, aliases. Its metrics live on its LoggedModel and are read on
+    the version's own page (one more query per version would make a page of 50 cost 50 queries)."""
+    tags = dict(mv.tags or {})
+    lineage = {k[len(registry.LINEAGE_PREFIX) :]: v for k, v in tags.items() if k.startswith(registry.LINEAGE_PREFIX)}
+    return registry.ModelVersionInfo(
+        name=mv.name, version=str(mv.version), source=mv.source, run_id=mv.run_id or None, lineage=lineage, tags=tags
+    )
 
 
 @dataclass
@@ -54,49 +82,27 @@ def eval_scores(info: registry.ModelVersionInfo) -> list[BenchmarkScore]:
     return rows
 
 
-def _evaluate_run_id(info: registry.ModelVersionInfo) -> str | None:
-    """The MLflow run of the evaluate stage that scored this version (same pipeline run as its registration)."""
-    from mlflow import MlflowClient
-
-    from medfoundry import tracking
-
-    pipeline_run = info.lineage.get("pipeline_run_id")
-    if not pipeline_run:
-        return None
-    client = MlflowClient()
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    found = client.search_runs(
-        experiments,
-        filter_string=f"tags.`{tracking.PIPELINE_RUN_TAG}` = '{pipeline_run}' and tags.`{tracking.STAGE_TAG}` = 'evaluate'",
-        max_results=1,
-    )
-    return found[0].info.run_id if found else None
-
-
 def _eval_folder(info: registry.ModelVersionInfo, out: Path) -> Path:
-    """The version's per-item predictions as the evaluation folder layout (<benchmark>/predictions.parquet)."""
-    import mlflow.artifacts
+    """The version's per-item scores (kept with its registration) in the evaluation folder layout
+    (<benchmark>/predictions.parquet), so the comparison is the one `medfoundry eval-compare` makes."""
     import pandas as pd
 
     from medfoundry.evaluation.runner import PREDICTIONS
 
-    run_id = _evaluate_run_id(info)
-    if run_id is None:
-        raise registry.RegistryError(
-            f"{info.name} v{info.version}: no evaluate stage run found for its pipeline run (lineage pipeline_run_id)"
-        )
-    local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="eval", dst_path=str(out / "raw")))
-    for table in local.glob("*/predictions.json"):
-        data = json.loads(table.read_text())
-        target = out / table.parent.name
+    scores = registry.item_scores(info)
+    if not scores:
+        raise registry.RegistryError(f"{info.name} v{info.version} has no per-item evaluation scores to pair")
+    for bench, items in scores.items():
+        target = out / bench
         target.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(data["data"], columns=data["columns"]).to_parquet(target / PREDICTIONS)
+        frame = pd.DataFrame({"id": list(items), "score": [float(v) for v in items.values()]})
+        frame.to_parquet(target / PREDICTIONS)
     return out
 
 
 def compare_versions(name: str, base: str, candidate: str, n_resamples: int = 1000) -> dict[str, Any]:
-    """Paired per-item deltas (candidate − base) with bootstrap 95% intervals, as `medfoundry eval-compare` computes
-    them, on the predictions each version's evaluate stage logged."""
+    """Paired per-item deltas (candidate − base) with bootstrap 95% intervals over the items both versions were
+    scored on, computed by `medfoundry eval-compare`'s `compare_runs`."""
     from medfoundry.evaluation.compare import compare_runs
 
     base_info, cand_info = registry.get_version(name, base), registry.get_version(name, candidate)
@@ -109,14 +115,11 @@ def compare_versions(name: str, base: str, candidate: str, n_resamples: int = 10
 
 
 def gate_preview(profile: Profile, name: str, version: str, env: str | None = None):
-    """The gate's checklist for a version against the current champion, without recording anything."""
-    from medfoundry.release.gates import evaluate_gate
+    """The gate's checklist for a version against the version it would replace, without recording anything."""
+    from medfoundry.release.promote import gate_for
 
-    candidate = registry.get_version(name, version)
-    champion = registry.version_by_alias(name, registry.CHAMPION)
-    if champion is not None and champion.version == candidate.version:
-        champion = None
-    return evaluate_gate(profile.gates, candidate.metrics, champion.metrics if champion else None), champion
+    decision, _, champion = gate_for(profile, name, version, env or profile.gitops.environment)
+    return decision, champion
 
 
 def promote(profile: Profile, name: str, version: str, env: str | None, actor: str):

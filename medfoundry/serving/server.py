@@ -57,7 +57,6 @@ class MedFoundryModelServer(kserve.ModelServer):
         from fastapi.exceptions import RequestValidationError
         from kserve import errors as kerr
         from kserve.protocol.rest.server import metrics_handler
-        from kserve.protocol.rest.v1_endpoints import register_v1_endpoints
         from kserve.protocol.rest.v2_endpoints import register_v2_endpoints
 
         self.register_model(model)
@@ -65,7 +64,7 @@ class MedFoundryModelServer(kserve.ModelServer):
         app.add_api_route("/", self.dataplane.live, methods=["GET"])
         app.add_api_route("/metrics", metrics_handler, methods=["GET"])
         register_openai_routes(app, model, self.settings.serving)
-        register_v1_endpoints(app, self.dataplane, self.model_repository_extension)
+        # No KServe v1 routes: this model takes v2 or OpenAI requests, and v1 :predict could only answer 400.
         register_v2_endpoints(app, self.dataplane, self.model_repository_extension)
 
         retry = {"Retry-After": "5"}

@@ -28,10 +28,11 @@ def _run(stage: str, profile: str, overrides: list[str] | None, data: Path, mode
     from rich.console import Console
 
     from medfoundry.cli import load_profile_or_exit
+    from medfoundry.cluster.trainjob import trainjob_tracking_run
 
     resolved = load_profile_or_exit(profile, overrides)
     console = Console()
-    with console.status(f"{stage}: training ({resolved.name} profile)..."):
+    with trainjob_tracking_run(), console.status(f"{stage}: training ({resolved.name} profile)..."):
         if stage == "pretrain":
             from medfoundry.training.pretrain import run_pretrain as fn
         elif stage == "sft":

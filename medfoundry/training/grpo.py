@@ -167,10 +167,18 @@ def grpo_config(profile: Profile, phase: RLPhase, out_dir: Path, num_prompts: in
     )
 
 
-def _recording(fn, values: list):
+TRACES_FILE = "rl_traces.jsonl"  # every rollout: phase, row id, completion (tool calls and results), rewards
+
+
+def _recording(fn, values: list, rollouts: list | None = None):
+    """`fn` that also keeps its scores (and, for the first reward, the rollouts they belong to)."""
+
     def recorded(completions, **kwargs):
         scores = fn(completions, **kwargs)
         values.extend(scores)
+        if rollouts is not None:
+            ids = kwargs.get("id") or [None] * len(completions)
+            rollouts.extend({"id": i, "completion": c} for i, c in zip(ids, completions, strict=True))
         return scores
 
     recorded.__name__ = fn.__name__
@@ -185,7 +193,9 @@ def _grpo_phase(profile: Profile, phase: RLPhase, loaded: LoadedModel, rows: lis
     cfg = profile.rl
     reward_funcs, weights = reward_mixture(phase.rewards or cfg.rewards, resources, cfg.safety_gate)
     recorded: dict[str, list] = {fn.__name__: [] for fn in reward_funcs}
-    reward_funcs = [_recording(fn, recorded[fn.__name__]) for fn in reward_funcs]
+    rollouts: list[dict[str, Any]] = []
+    reward_funcs = [_recording(fn, recorded[fn.__name__], rollouts if i == 0 else None)
+                    for i, fn in enumerate(reward_funcs)]
     peft_config = None
     if cfg.use_lora:
         from peft import LoraConfig
@@ -226,6 +236,13 @@ def _grpo_phase(profile: Profile, phase: RLPhase, loaded: LoadedModel, rows: lis
         metrics[f"reward_{name}_applicable"] = len(applicable) / len(values) if values else 0.0
         if applicable:
             metrics[f"reward_{name}_mean"] = sum(applicable) / len(applicable)
+    # TRL scores each generation batch with every reward in turn, so the recorded lists line up with the rollouts
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    with (Path(out_dir) / TRACES_FILE).open("a", encoding="utf-8") as fh:
+        for n, rollout in enumerate(rollouts):
+            scores = {name: values[n] for name, values in recorded.items() if n < len(values)}
+            fh.write(json.dumps({"phase": phase.name, **rollout, "rewards": scores}, default=str) + "\n")
+    metrics["rollouts"] = len(rollouts)
     # frac_reward_zero_std is per step over that step's groups; the stage reports counts
     zero = [float(r["frac_reward_zero_std"]) for r in history if "frac_reward_zero_std" in r]
     metrics["groups"] = len(zero) * cfg.batch_size
@@ -309,6 +326,14 @@ def run_grpo(profile: Profile, dataset_dir: Path, model_dir: str | Path, out_dir
         metrics["pool_composition"] = json.dumps(pool.composition, sort_keys=True)
         (Path(out_dir)).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / "prompt_pool.json").write_text(json.dumps(pool.measured, indent=1))
+        if profile.curation.feast:  # beside curation's features, in the workspace's store
+            from medfoundry.curation.features import publish_prompt_pass_rates
+            from medfoundry.workspace import Workspace
+
+            metrics["pool/feast_prompts"] = publish_prompt_pass_rates(
+                pool.measured, tuple(cfg.prompt_pool.pass_rate_band), cfg.prompt_pool.samples_per_prompt,
+                Workspace.resolve(profile.workspace).sub("feast"),
+            )
     trainer = None
     grpo_phases: list[dict[str, Any]] = []
     for phase in phases(cfg):

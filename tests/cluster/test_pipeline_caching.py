@@ -21,6 +21,7 @@ def tiny_profile(workspace):
     )
 
 
+@pytest.mark.slow  # 4 kfp.local tasks of real data work: 689 s at load average 12-15 on 2 cores (docs/deploy.md)
 def test_second_run_reuses_ingest_validate_curate(tiny_profile, workspace, monkeypatch):
     import mlflow
     from kfp import dsl, local

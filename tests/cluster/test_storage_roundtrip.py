@@ -148,11 +148,11 @@ def test_promoted_proxy_artifacts_download_with_kserve_and_serve(mlflow_server, 
 
     profile = _profile(workspace, mlflow_server)
     info = register_model_version(tiny_model, "roundtrip-medvlm", {"git_sha": "abc1234"}, {})
-    assert info.source.startswith("mlflow-artifacts:")  # what a --serve-artifacts server hands out
+    assert (info.artifact_uri or info.source).startswith("mlflow-artifacts:")  # what --serve-artifacts hands out
     result = promote_model(profile, info.name, info.version, "dev", gate_checked=True)
     manifest = yaml.safe_load(result.manifest_path.read_text())
     uri = manifest["spec"]["predictor"]["model"]["storageUri"]
-    assert uri.startswith(f"s3://{MLFLOW_BUCKET}/") and uri.endswith("/artifacts/model"), uri
+    assert uri.startswith(f"s3://{MLFLOW_BUCKET}/") and "mlflow-artifacts" not in uri, uri
 
     served = _download_with_kserve(uri, tmp_path / "mnt-models")
     assert _same_files(tiny_model, served)
@@ -165,6 +165,9 @@ def test_promoted_proxy_artifacts_download_with_kserve_and_serve(mlflow_server, 
             json={"model": "medvlm", "messages": [{"role": "user", "content": "Any effusion?"}], "max_tokens": 4},
             timeout=60,
         )
+        # KServe v1 is not offered (before: the route existed and answered 400 to every payload).
+        v1 = httpx.post(f"{url}/v1/models/medvlm:predict", json={"instances": [{"text": "Any effusion?"}]}, timeout=10)
+    assert v1.status_code == 404, v1.text
     assert reply.status_code == 200, reply.text
     body = reply.json()
     assert body["choices"][0]["message"]["role"] == "assistant"
@@ -204,7 +207,8 @@ def test_local_artifacts_are_published_to_the_object_store(s3_env, tiny_model, w
         **{"storage.uri": f"s3://{MODELS_BUCKET}", "storage.endpoint_url": s3_env},
     )
     info = register_model_version(tiny_model, "local-medvlm", {}, {})
-    assert "://" not in info.source or info.source.startswith("file://")
+    local = info.artifact_uri or info.source
+    assert "://" not in local or local.startswith("file://")
     uri = model_storage_uri(info, profile)
     assert uri.startswith(f"s3://{MODELS_BUCKET}/models/local-medvlm/"), uri
     assert model_storage_uri(info, profile) == uri

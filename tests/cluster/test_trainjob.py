@@ -4,6 +4,7 @@ Kubernetes API. The kubernetes client is synchronous, so it runs in a thread whi
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -198,3 +199,159 @@ async def test_a_job_deleted_underneath_fails_the_step(trainjob_api, production)
     with pytest.raises(TrainJobFailed, match="Deleted"):
         await asyncio.to_thread(submit_and_wait, manifest, NAMESPACE, _api_client(kmock), timeout_s=10, poll_s=0.03)
     await deleter
+
+
+# --- the pipeline step that launches and watches a TrainJob (stages._train_on_cluster), end to end ---------------
+
+
+@pytest.fixture
+def cluster_step(trainjob_api, workspace, tmp_path, monkeypatch):
+    """A production-7b stage context on a sqlite MLflow store, a kubeconfig pointing at kmock, the cache claim in a
+    temp folder, and a small dataset and base model to stage."""
+    from medfoundry import tracking
+    from medfoundry.pipeline.stages import StageContext
+
+    kubeconfig = tmp_path / "kubeconfig"
+    server = str(trainjob_api.url).rstrip("/")
+    kubeconfig.write_text(
+        f"apiVersion: v1\nkind: Config\ncurrent-context: kmock\nclusters: [{{name: kmock, cluster: {{server: '{server}'}}}}]\n"
+        "users: [{name: u, user: {token: t}}]\ncontexts: [{name: kmock, context: {cluster: kmock, user: u}}]\n"
+    )
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setenv("MEDFOUNDRY_CACHE_DIR", str(tmp_path / "cache"))
+    profile = load_profile(
+        "production-7b",
+        {"workspace": str(workspace), "tracking.uri": f"sqlite:///{workspace / 'mlflow.db'}",
+         "cluster.trainjob_poll_seconds": 0.05, "cluster.kueue_queue": "gpu-queue"},
+    )
+    parent = tracking.start_pipeline_run(profile, "medical-mllm-recipe", "kfp-run-0042")
+    data, base = tmp_path / "data", tmp_path / "base"
+    for folder, name in ((data, "records.jsonl"), (base, "config.json")):
+        folder.mkdir()
+        (folder / name).write_text("{}\n")
+    return StageContext(profile=profile, parent_run_id=parent, stage="sft"), data, base, tmp_path / "out"
+
+
+def _launch(ctx, data, base, out):
+    """What run_stage does around a training stage: the nested run, then the launcher."""
+    from medfoundry import tracking
+    from medfoundry.pipeline.stages import _train_on_cluster
+
+    with tracking.stage_run(ctx.profile, ctx.parent_run_id, ctx.stage) as run:
+        return run.info.run_id, _train_on_cluster(ctx, "sft", data, base, out)
+
+
+def _job_name():
+    return "mf-sft-kfp-run-0042"
+
+
+async def _trainer(kmock, statuses, write_metrics: dict | None = None):
+    """Plays Kubeflow Trainer and the training pods: when the job appears, writes the model and metrics to the
+    `--out` folder on the shared claim (as rank 0 would), then walks the statuses."""
+    import json
+    from pathlib import Path
+
+    key = _key(kmock, _job_name())
+    for _ in range(500):
+        if key in kmock.objects:
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("the TrainJob was never created")
+    args = kmock.objects[key]["spec"]["trainer"]["args"]
+    out = Path(args[args.index("--out") + 1])
+    if write_metrics is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_metrics.json").write_text(json.dumps(write_metrics))
+        (out / "model.safetensors").write_bytes(b"\0" * 8)
+    for status in statuses:
+        await asyncio.sleep(0.05)
+        kmock.objects[key].patch({"status": status})
+
+
+DONE = {"conditions": [_cond("Created", "JobSetCreated"), _cond("Complete", "JobSetCompleted")]}
+
+
+@pytest.mark.asyncio
+async def test_train_on_cluster_stages_inputs_runs_the_job_and_collects_the_model(trainjob_api, cluster_step):
+    import mlflow
+
+    ctx, data, base, out = cluster_step
+    metrics = {"final_loss": 1.25, "steps": 3}
+    trainer = asyncio.create_task(_trainer(trainjob_api, [DONE], write_metrics=metrics))
+    stage_run_id, figures = await asyncio.to_thread(_launch, ctx, data, base, out)
+    await trainer
+    assert figures == metrics and (out / "model.safetensors").is_file()  # collected from the claim
+    job = trainjob_api.objects[_key(trainjob_api, _job_name())]
+    env = {e["name"]: e.get("value") for e in job["spec"]["trainer"]["env"]}
+    # Curves go to the stage's nested run while training (before: no MLFLOW_RUN_ID, nothing reported).
+    assert env["MLFLOW_RUN_ID"] == stage_run_id and env["MLFLOW_TRACKING_URI"] == ctx.profile.tracking.uri
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
+    [patch] = job["spec"]["runtimePatches"]
+    pod = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]
+    assert pod["metadata"]["annotations"] == {"sidecar.istio.io/inject": "false"}
+    args = job["spec"]["trainer"]["args"]
+    staged = args[args.index("--data") + 1]
+    assert (Path(staged) / "records.jsonl").is_file()  # inputs staged on the claim the job mounts
+    assert mlflow.get_run(stage_run_id).data.tags["medfoundry.trainjob"] == f"{_job_name()}: Complete"
+
+
+@pytest.mark.asyncio
+async def test_train_on_cluster_fails_the_step_with_the_jobs_reason(trainjob_api, cluster_step):
+    ctx, data, base, out = cluster_step
+    failed = {"conditions": [_cond("Failed", "JobSetFailed", "node-0 OOMKilled")]}
+    trainer = asyncio.create_task(_trainer(trainjob_api, [RUNNING, failed]))
+    with pytest.raises(TrainJobFailed, match="node-0 OOMKilled"):
+        await asyncio.to_thread(_launch, ctx, data, base, out)
+    await trainer
+    assert not out.exists()
+
+
+@pytest.mark.asyncio
+async def test_train_on_cluster_times_out_and_deletes_the_job(trainjob_api, cluster_step):
+    ctx, data, base, out = cluster_step
+    ctx.profile.cluster.trainjob_timeout_hours = 0.3 / 3600
+    with pytest.raises(TrainJobTimeout):
+        await asyncio.to_thread(_launch, ctx, data, base, out)
+    assert trainjob_api.objects[_key(trainjob_api, _job_name())].deleted
+
+
+@pytest.mark.asyncio
+async def test_a_retried_launcher_reattaches_to_its_finished_job(trainjob_api, cluster_step, tmp_path):
+    import json
+
+    ctx, data, base, out = cluster_step
+    manifest = build_trainjob(ctx.profile, "sft", ARGS, _job_name())
+    trainjob_api.objects[_key(trainjob_api, _job_name())] = {**manifest, "status": DONE}
+    done_out = tmp_path / "cache" / "trainjobs" / _job_name() / "out"
+    done_out.mkdir(parents=True)
+    (done_out / "train_metrics.json").write_text(json.dumps({"final_loss": 0.5}))
+    _, figures = await asyncio.to_thread(_launch, ctx, data, base, out)
+    assert figures == {"final_loss": 0.5}
+    posts = trainjob_api[trainjob_api.resource("trainer.kubeflow.org/v1alpha1/trainjobs")]["post"]
+    assert len(posts) == 1  # the create was answered 409 and the step attached to the existing job
+
+
+def test_launching_from_another_namespace_is_refused(tmp_path):
+    from medfoundry.cluster.trainjob import check_same_namespace
+
+    own = tmp_path / "namespace"
+    own.write_text("kubeflow")
+    with pytest.raises(TrainJobFailed, match="could not see the inputs"):
+        check_same_namespace("medfoundry", str(own))
+    check_same_namespace("kubeflow", str(own))
+
+
+def test_each_rank_places_its_model_on_its_own_gpu(monkeypatch):
+    """Before: every rank moved its model to "cuda", i.e. cuda:0."""
+    import torch
+
+    from medfoundry.models import loading
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "5")
+    assert loading.default_device() == "cuda:5"
+    monkeypatch.delenv("LOCAL_RANK")
+    assert loading.default_device() == "cuda:0"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert loading.default_device() == "cpu"

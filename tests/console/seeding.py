@@ -1,4 +1,4 @@
-"""Put registered model versions (with the evaluate stage's per-item predictions) and run records into a workspace,
+"""Put registered model versions (LoggedModel, linked metrics, per-item scores) and run records into a workspace,
 through the same MLflow registry API and run-record format the pipeline uses. The browser tests and the page
 benchmark use it; the full-recipe browser test produces real ones instead."""
 
@@ -31,14 +31,10 @@ def register_scored_version(workspace: Path, pipeline_run_id: str, correct: list
     ids = [f"item-{i}" for i in range(len(correct))]
     tiers = ["rare" if i % 4 == 0 else "common" for i in range(len(correct))]
     frame = pd.DataFrame({"id": ids, "score": [float(c) for c in correct], "rarity": tiers})
-    with mlflow.start_run(run_name=f"evaluate-{pipeline_run_id}", tags={
-        tracking.STAGE_TAG: "evaluate", tracking.PIPELINE_RUN_TAG: pipeline_run_id,
-    }):
-        mlflow.log_table(frame, artifact_file="eval/heldout/predictions.json")
     lo, hi = bootstrap_ci(frame["score"].tolist(), n_resamples=200)
     metrics = {
         "heldout/accuracy": float(frame["score"].mean()), "heldout/ci95_lo": lo, "heldout/ci95_hi": hi,
-        "heldout/n": float(len(frame)),
+        "heldout/n": float(len(frame)), "heldout/unparseable_rate": 0.0,
         **{f"heldout/rarity/{t}": float(g["score"].mean()) for t, g in frame.groupby("rarity")},
         "heldout/rare/score": float(frame.loc[frame["rarity"] == "rare", "score"].mean()),
     }
@@ -48,7 +44,7 @@ def register_scored_version(workspace: Path, pipeline_run_id: str, correct: list
         info = register_model_version(
             model_dir, profile.tracking.registered_model,
             {"pipeline_run_id": pipeline_run_id, "dataset_hash": f"sha256-{pipeline_run_id}", "git_sha": "0" * 40},
-            metrics, run_id=run.info.run_id,
+            metrics, run_id=run.info.run_id, item_scores={"heldout": dict(zip(ids, frame["score"].tolist(), strict=True))},
         )
     return info.version
 
@@ -75,26 +71,13 @@ def write_run_records(workspace: Path, count: int) -> None:
         ).save(runs)
 
 
-def register_many(workspace: Path, count: int) -> None:
-    """`count` versions of the tiny profile's model with lineage and metric tags (no weights: the models page reads
-    only the registry), the newest three holding the candidate, champion and dev aliases."""
-    from mlflow import MlflowClient
+def register_many(workspace: Path, count: int, model_dir: Path) -> None:
+    """`count` versions registered as the pipeline registers them (LoggedModel, linked metrics, lineage tags, per-item
+    scores), the newest holding the candidate alias and the one before champion and dev."""
+    from medfoundry.release.registry import set_alias
 
-    from medfoundry import tracking
-    from medfoundry.release.registry import LINEAGE_PREFIX, METRIC_PREFIX
-
-    profile = tiny_profile(workspace)
-    tracking.configure(profile)
-    client = MlflowClient()
-    name = profile.tracking.registered_model
-    client.create_registered_model(name)
+    name = tiny_profile(workspace).tracking.registered_model
     for i in range(count):
-        accuracy = 0.3 + 0.4 * i / count
-        tags = {
-            f"{LINEAGE_PREFIX}pipeline_run_id": f"seed-{i:04d}", f"{LINEAGE_PREFIX}git_sha": f"{i:040x}",
-            f"{LINEAGE_PREFIX}dataset_hash": f"{i:064x}", f"{METRIC_PREFIX}heldout/accuracy": repr(accuracy),
-            f"{METRIC_PREFIX}heldout/ci95_lo": repr(accuracy - 0.05), f"{METRIC_PREFIX}heldout/ci95_hi": repr(accuracy + 0.05),
-        }
-        client.create_model_version(name, source=f"s3://medfoundry-models/{name}/{i}", tags=tags)
-    for alias, version in (("candidate", count), ("champion", count - 1), ("dev", count - 1)):
-        client.set_registered_model_alias(name, alias, str(version))
+        register_scored_version(workspace, f"seed-{i:04d}", scored(32, 0.3 + 0.4 * i / count, seed=i), model_dir)
+    for alias in ("champion", "dev"):
+        set_alias(name, alias, str(count - 1))

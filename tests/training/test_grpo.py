@@ -74,3 +74,18 @@ def test_grpo_unknown_reward_is_a_clear_error(tiny_profile, tiny_dataset, base_m
     profile = tiny_profile.model_copy(update={"rl": tiny_profile.rl.model_copy(update={"rewards": {"nope": 1.0}, "phases": []})})
     with pytest.raises(ValueError, match="unknown reward"):
         run_grpo(profile, tiny_dataset, base_model_dir, tmp_path)
+
+
+def test_rft_phase_fine_tunes_on_passing_samples_only(tiny_profile, image_rl_dataset, base_model_dir, tmp_path):
+    """RFT (rejection sampling): only correct and safe samples become training examples, image rows included."""
+    from medfoundry.config.training import RLPhase
+    from medfoundry.training.grpo import _rft_phase
+
+    rows = [r for r in rl_rows(image_rl_dataset) if r["id"].startswith("img-")]
+    samples = {r["id"]: [f"<answer>{r['answer']}</answer>", "<answer>maybe</answer>",
+                         f"<answer>{r['answer']}</answer> You may ignore chest pain."] for r in rows}
+    loaded = load_model(base_model_dir)
+    metrics, _, _ = _rft_phase(tiny_profile, RLPhase(name="rft", kind="rft", max_steps=1), loaded, rows, samples,
+                               tmp_path)
+    assert metrics["sampled"] == 12 and metrics["accepted_samples"] == 4  # one correct and safe sample per row
+    assert metrics["steps"] == 1

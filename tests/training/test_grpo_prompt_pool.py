@@ -61,3 +61,28 @@ def test_prompt_pool_from_the_policy_measures_k_samples_per_prompt(tiny_dataset,
         assert measured["pass_rate"] == sum(passes(row, pool.samples[row["id"]])) / 3
     assert all(0.0 <= r["pass_rate"] <= 0.5 for r in pool.rows if r["in_band"])
     assert pool.composition["kept"] + pool.composition["too_easy"] + pool.composition["too_hard"] == len(rows)
+
+
+def test_pool_pass_rates_read_back_through_feast_beside_curation_features(tmp_path, tiny_dataset):
+    from medfoundry.curation.features import (
+        lookup_prompt_pass_rates,
+        publish_features,
+        publish_prompt_pass_rates,
+        training_weights,
+    )
+    from medfoundry.data.records import read_records
+
+    rows = [_row(i) for i in range(3)]
+    pool = select_by_pass_rate(rows, [_samples(0), _samples(2), _samples(4)], (0.4, 0.6))
+    workdir = tmp_path / "feast"
+    publish_features(tiny_dataset, workdir)  # the store the curate stage publishes, first
+    assert publish_prompt_pass_rates(pool.measured, (0.4, 0.6), 4, workdir) == 3
+    got = {r["prompt_id"]: r for r in lookup_prompt_pass_rates(["q0", "q1", "q2", "unknown"], workdir)}
+    assert [got[f"q{i}"]["pass_rate"] for i in range(3)] == [0.0, 0.5, 1.0]
+    assert [got[f"q{i}"]["in_band"] for i in range(3)] == [0, 1, 0]
+    assert (got["q1"]["band_low"], got["q1"]["band_high"]) == (pytest.approx(0.4), pytest.approx(0.6))
+    assert got["q1"]["samples"] == 4
+    assert got["unknown"]["pass_rate"] is None
+    # curation's views in the same store still answer
+    record_id = next(iter(read_records(tiny_dataset))).id
+    assert training_weights([record_id], workdir)["sample_weight"].notna().all()

@@ -3,11 +3,14 @@ component lands in the stage's metrics, with rubric coverage, the prompt pool, z
 entropy."""
 
 import pytest
+from reward_fixture import VOCABULARY
 from rl_data import make_rl_dataset
 
 from medfoundry import tracking
 from medfoundry.config import load_profile
+from medfoundry.entities.tree import EntityTree, cache_key
 from medfoundry.pipeline import stages
+from medfoundry.workspace import Workspace
 
 
 @pytest.fixture(scope="module")
@@ -17,12 +20,14 @@ def rl_dataset(tmp_path_factory):
 
 def test_rl_stage_logs_every_reward_component(workspace, rl_dataset, base_model_dir, tmp_path):
     # The shipped RL section (rewards, gate, prompt pool) with its alignment phase only, which uses the full reward
-    # mixture; smaller sizes and entity tree keep the test short. `make demo` runs all four shipped phases.
+    # mixture; smaller sizes keep the test short. `make demo` runs all four shipped phases.
     shipped = load_profile("tiny")
     alignment = [p.model_dump() for p in shipped.rl.phases if p.name == "alignment"]
-    profile = load_profile("tiny", {"curation.max_nodes_per_source": 300, "rl.num_generations": 2,
-                                    "rl.max_completion_length": 12, "rl.prompt_pool.samples_per_prompt": 2,
-                                    "rl.phases": alignment})
+    profile = load_profile("tiny", {"rl.num_generations": 2, "rl.max_completion_length": 12,
+                                    "rl.prompt_pool.samples_per_prompt": 2, "rl.phases": alignment})
+    # play the curate stage: cache an entity tree where the rl stage looks for it (a hand vocabulary, no build)
+    cache = Workspace.resolve(profile.workspace).cache / "entity_tree"
+    EntityTree.from_rows(VOCABULARY).save(cache / cache_key(None, profile.curation.max_nodes_per_source))
     parent = tracking.start_pipeline_run(profile, "medical-mllm-recipe", "rl-stage-test")
     out = tmp_path / "rl"
     figures = stages.run_stage(

@@ -1,5 +1,7 @@
 """Tools (hand-checked outputs), tool-requiring task generation, the tool_use reward on traces, and GRPO wiring."""
 
+import json
+
 import pytest
 
 from medfoundry.training.agentic import generate_tasks, solve, task_records
@@ -90,7 +92,7 @@ def test_tool_use_reward_checks_the_answer_uses_the_result_cpu_safe():
 def test_wiring_grpo_with_tools_on_agentic_tasks(tiny_profile, tiny_dataset, base_model_dir, tmp_path):
     """Wiring test: tool schemas reach the prompt, generated tool tasks carry expected_tool to the reward, which then
     applies to every completion (a random-init policy calls no tool, so it scores 0 there)."""
-    from medfoundry.training.grpo import run_grpo
+    from medfoundry.training.grpo import TRACES_FILE, run_grpo
 
     rl = tiny_profile.rl.model_copy(update={
         "tools": ["bmi"], "rewards": {"exact_match": 1.0, "tool_use": 0.5}, "max_steps": 1, "phases": [],
@@ -100,3 +102,7 @@ def test_wiring_grpo_with_tools_on_agentic_tasks(tiny_profile, tiny_dataset, bas
     metrics = run_grpo(profile, tiny_dataset, base_model_dir, tmp_path)
     assert metrics["agentic/kept"] >= 5 and metrics["tools/steps"] == 1
     assert metrics["reward_tool_use_applicable"] == 1.0 and metrics["reward_tool_use_mean"] == 0.0
+    traces = [json.loads(line) for line in (tmp_path / TRACES_FILE).read_text().splitlines()]
+    assert len(traces) == metrics["tools/rollouts"] == 2  # one group of two completions
+    assert all(t["phase"] == "tools" and t["id"].startswith("tool-") for t in traces)
+    assert all(set(t["rewards"]) == {"exact_match", "tool_use", "safety"} for t in traces)
