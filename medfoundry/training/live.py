@@ -81,6 +81,8 @@ class LiveMetricsCallback(TrainerCallback):
             for key, value in logs.items()
             if key not in SKIPPED and isinstance(value, int | float) and not isinstance(value, bool)
         }
+        if not metrics:  # the end-of-training summary row (runtime, average loss): no point on the curve
+            return
         now, tokens = time.perf_counter(), self._tokens()
         if self._last is not None and self.collator is not None and now > self._last[0]:
             rate = (tokens - self._last[1]) * self._world / (now - self._last[0])
