@@ -54,6 +54,9 @@ def apply_kubernetes_settings(task: Any, profile: Any, stage_kind: StageKind = "
         task.set_retry(cluster.step_retries, backoff_duration=cluster.step_retry_backoff, backoff_factor=2.0)
     kubernetes.use_field_path_as_env(task, env_name=PIPELINE_RUN_ENV, field_path=KFP_RUN_ID_FIELD)
     kubernetes.use_secret_as_env(task, secret_name=cluster.storage_secret, secret_key_to_env={k: k for k in S3_KEYS})
+    feast = getattr(profile, "feast", None)
+    if feast is not None and feast.uses_postgres:  # feast.url's ${PGPASSWORD}
+        kubernetes.use_secret_as_env(task, secret_name=feast.password_secret, secret_key_to_env={"password": "PGPASSWORD"})
     cache_pvc = getattr(cluster, "cache_pvc", CACHE_PVC)
     if cache_pvc:
         kubernetes.mount_pvc(task, pvc_name=cache_pvc, mount_path=CACHE_MOUNT)

@@ -84,6 +84,9 @@ def _env(profile: Any, secret: str, mlflow_run_id: str | None = None) -> list[di
         ]
     if storage is not None and storage.region:
         env.append({"name": "AWS_DEFAULT_REGION", "value": storage.region})
+    feast = getattr(profile, "feast", None)
+    if feast is not None and feast.uses_postgres:  # training reads sample weights through feast.url's ${PGPASSWORD}
+        env.append({"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {"name": feast.password_secret, "key": "password"}}})
     tracking = getattr(profile, "tracking", None)
     if tracking is not None and tracking.uri:
         env.append({"name": "MLFLOW_TRACKING_URI", "value": tracking.uri})

@@ -15,6 +15,11 @@ class CurationConfig(Section):
     min_quality: float = Field(0.3, ge=0.0, le=1.0)
     near_duplicate_threshold: float = Field(0.8, gt=0.0, le=1.0)
     decontamination_ngram: int = Field(13, ge=3)
+    # Decontaminate against every benchmark of the profile's evaluation (eval.benchmarks under eval.data_dir): text
+    # n-grams, MinHash near duplicates (estimated Jaccard >= threshold) and image perceptual hashes (<= distance bits).
+    decontaminate_benchmarks: bool = True
+    decontamination_minhash_threshold: float = Field(0.7, gt=0.0, le=1.0)
+    decontamination_image_distance: int = Field(4, ge=0, le=64)
     scrub_phi: bool = True
     # Reading user corpora: a record longer than this (characters) is quarantined as oversized.
     max_record_chars: int = Field(100_000, ge=100)

@@ -16,6 +16,7 @@ from medfoundry.config.release import GateConfig, GitOpsConfig, ServingConfig
 from medfoundry.config.sections import (
     ClusterConfig,
     DataConfig,
+    FeastConfig,
     ModelConfig,
     Section,
     StorageConfig,
@@ -43,6 +44,7 @@ class Profile(Section):
     workspace: str = ""
     data: DataConfig = Field(default_factory=DataConfig)
     curation: CurationConfig = Field(default_factory=CurationConfig)
+    feast: FeastConfig = Field(default_factory=FeastConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
     sft: SFTConfigSection = Field(default_factory=SFTConfigSection)

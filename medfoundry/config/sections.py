@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Section(BaseModel):
@@ -31,6 +31,31 @@ class TrackingConfig(Section):
     # The object store behind the tracking server's artifact proxy (its `--artifacts-destination`; the chart's is
     # s3://<s3.buckets.mlflow>): promotion maps `mlflow-artifacts:` model locations under it for KServe.
     artifacts_destination: str = ""
+
+
+class FeastConfig(Section):
+    """Where curation's Feast registry and online store live. `sqlite`: files under <workspace>/feast (one machine);
+    `sql` registry / `postgres` online store: the chart's PostgreSQL `feast` database, shared by every pod."""
+
+    registry: Literal["sqlite", "sql"] = "sqlite"
+    online_store: Literal["sqlite", "postgres"] = "sqlite"
+    # SQLAlchemy URL of the PostgreSQL database (for `sql` / `postgres`). ${VAR}s are filled from the environment
+    # when the store opens, so the password stays in its Secret (the chart's ConfigMap does the same with PGPASSWORD).
+    url: str = ""
+    # Schema of the online store's tables (the chart's feature server reads `online`).
+    online_schema: str = "online"
+    # Secret (key `password`) that pipeline steps and TrainJob pods get as $PGPASSWORD when a PostgreSQL store is used.
+    password_secret: str = "medfoundry-postgresql"
+
+    @property
+    def uses_postgres(self) -> bool:
+        return self.registry == "sql" or self.online_store == "postgres"
+
+    @model_validator(mode="after")
+    def _url_when_postgres(self) -> FeastConfig:
+        if self.uses_postgres and not self.url:
+            raise ValueError("feast.url is required when feast.registry is sql or feast.online_store is postgres")
+        return self
 
 
 class DataConfig(Section):

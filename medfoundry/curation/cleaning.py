@@ -117,18 +117,29 @@ class NearDuplicateFilter:
         sig = self.signature(text)
         if sig is None:
             return None
-        from datasketch import LeanMinHash
+        best = self.nearest(sig)
+        if best is None:
+            self.insert(key, sig)
+        return best
 
-        minhash = LeanMinHash(seed=1, hashvalues=sig, scheme="legacy")
+    def nearest(self, sig: np.ndarray) -> tuple[str, float] | None:
+        """The indexed document most similar to signature `sig` at or above the threshold (id, Jaccard), or None."""
         best: tuple[str, float] | None = None
-        for other in self.lsh.query(minhash):
+        for other in self.lsh.query(self._minhash(sig)):
             similarity = float(np.mean(self._signatures[other] == sig))
             if similarity >= self.threshold and (best is None or similarity > best[1]):
                 best = (other, similarity)
-        if best is None:
-            self.lsh.insert(key, minhash, check_duplication=False)
-            self._signatures[key] = sig
         return best
+
+    def insert(self, key: str, sig: np.ndarray) -> None:
+        self.lsh.insert(key, self._minhash(sig), check_duplication=False)
+        self._signatures[key] = sig
+
+    @staticmethod
+    def _minhash(sig: np.ndarray):
+        from datasketch import LeanMinHash
+
+        return LeanMinHash(seed=1, hashvalues=sig, scheme="legacy")
 
 
 def near_dedup(

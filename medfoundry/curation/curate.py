@@ -18,7 +18,7 @@ from typing import Any
 
 from medfoundry.config import Profile
 from medfoundry.curation.cleaning import Removal, exact_dedup, near_dedup, quality, record_text
-from medfoundry.curation.decontam import build_eval_index, decontaminate
+from medfoundry.curation.decontam import EvalIndex, build_eval_index, decontaminate
 from medfoundry.curation.phi import default_scrubber
 from medfoundry.curation.readers import read_corpora
 from medfoundry.data.records import (
@@ -33,7 +33,6 @@ from medfoundry.data.records import (
     write_manifest,
 )
 from medfoundry.data.validation import VALIDATION_FILE, validate_records
-from medfoundry.text.ngrams import NgramIndex
 
 log = logging.getLogger("medfoundry.curate")
 
@@ -130,8 +129,15 @@ def curate(
     lap("quality")
 
     # -- decontaminate --------------------------------------------------------------------------------------------
-    say("decontaminating against evaluation sets")
-    index = build_eval_index(eval_sets or [], n=cfg.decontamination_ngram)
+    say("decontaminating against evaluation sets and the profile's benchmarks")
+    index = build_eval_index(
+        eval_sets or [],
+        n=cfg.decontamination_ngram,
+        benchmarks=profile.eval.benchmarks if cfg.decontaminate_benchmarks else (),
+        data_dir=profile.eval.data_dir,
+        minhash_threshold=cfg.decontamination_minhash_threshold,
+        image_distance=cfg.decontamination_image_distance,
+    )
     eval_items = len(index.item_ids)
     if cfg.decontaminate_holdout:
         for record in records:
@@ -139,7 +145,7 @@ def curate(
                 index.add(f"holdout:{record.id}", record_text(record))
     train = [r for r in records if r.split == "train"]
     holdout = [r for r in records if r.split != "train"]
-    train, contaminated = decontaminate(train, index)
+    train, contaminated = decontaminate(train, index, image_root=out_dir)
     removed += contaminated
     records = train + holdout
     decontam_report = {
@@ -150,6 +156,10 @@ def curate(
         "indexed_ngrams": len(index),
         "removed": len(contaminated),
         "removed_by_eval_set": dict(Counter(r.detail["item_id"].split(":", 1)[0] for r in contaminated)),
+        "removed_by_method": dict(Counter(r.detail["method"] for r in contaminated)),
+        "benchmarks": index.benchmarks,
+        "benchmarks_skipped": index.skipped,
+        "eval_images": len(index.image_hashes),
         "examples": [r.as_row() for r in contaminated[:20]],
     }
     lap("decontaminate")
@@ -229,7 +239,9 @@ def curate(
         from medfoundry.workspace import Workspace
 
         figures.update(
-            publish_features(out_dir, Workspace.resolve(profile.workspace).sub("feast"), cfg.sparse_threshold)
+            publish_features(
+                out_dir, Workspace.resolve(profile.workspace).sub("feast"), cfg.sparse_threshold, profile.feast
+            )
         )
         figures.pop("feast_workdir", None)
     figures = {k: v.item() if hasattr(v, "item") else v for k, v in figures.items()}  # numpy -> plain numbers
@@ -319,7 +331,7 @@ def _reason_key(row: dict) -> str:
 
 
 def _entity_steps(
-    profile: Profile, records: list[Record], out_dir: Path, say: Progress, index: NgramIndex
+    profile: Profile, records: list[Record], out_dir: Path, say: Progress, index: EvalIndex
 ) -> tuple[list[Record], list[Record], list[Removal], dict, dict[str, Any]]:
     """Link entities, report coverage (with plots), synthesize records for sparse entities, set sample weights.
 
@@ -358,6 +370,7 @@ def _entity_steps(
             sparse_threshold=cfg.sparse_threshold,
             seed=profile.data.seed,
             rewriter=rewriter_from_config(cfg.rewriter_endpoint, cfg.rewriter_model),
+            linker=linker,
         )
         synthesized = linker.annotate(synthesized)
         for record in synthesized:

@@ -3,10 +3,12 @@
 
     store = publish_features(dataset_dir, workdir)     # parquet sources + apply + materialize
     weights = training_weights(record_ids, workdir)    # offline store (point-in-time join)
-    rows = lookup_entities(["HP:0001250"], workdir)   # online store (sqlite)
+    rows = lookup_entities(["HP:0001250"], workdir)   # online store (sqlite, or PostgreSQL per profile)
 
 The feature definitions live in the repo's `feature_store/` folder (also usable with the `feast` CLI); here the
-same definitions are applied with a RepoConfig whose registry, online store and parquet paths sit in `workdir`.
+same definitions are applied with a RepoConfig whose parquet sources sit in `workdir` and whose registry and online
+store are sqlite files there too, or (profile `feast.registry: sql`, `feast.online_store: postgres`) the chart's
+PostgreSQL database.
 """
 
 from __future__ import annotations
@@ -173,8 +175,49 @@ def _definitions(data_dir: Path) -> list[Any]:
     return objects
 
 
-def open_store(workdir: Path):
-    """A FeatureStore over the repo's definitions with registry, online store and sources under `workdir`."""
+def store_settings(workdir: Path, feast_config: Any = None) -> dict[str, Any]:
+    """Registry and online store settings for RepoConfig: sqlite files under `workdir`, or the profile's PostgreSQL
+    (`feast_config` is the profile's FeastConfig; None: sqlite). Parquet sources stay under `workdir` either way."""
+    workdir = Path(workdir).resolve()
+    settings: dict[str, Any] = {
+        "registry": str(workdir / "registry.db"),
+        "online_store": {"type": "sqlite", "path": str(workdir / "online_store.db")},
+    }
+    if feast_config is None or not feast_config.uses_postgres:
+        return settings
+    url = _database_url(feast_config.url)
+    if feast_config.registry == "sql":
+        settings["registry"] = {"registry_type": "sql", "path": url, "cache_ttl_seconds": 60}
+    if feast_config.online_store == "postgres":
+        from sqlalchemy.engine import make_url
+
+        parts = make_url(url)
+        settings["online_store"] = {
+            "type": "postgres", "host": parts.host or "localhost", "port": parts.port or 5432,
+            "database": parts.database, "db_schema": feast_config.online_schema, "user": parts.username,
+            "password": parts.password or "",
+            # Feast's own default is `require`, which the chart's PostgreSQL (no TLS) refuses; libpq's `prefer`
+            # matches what the SQL registry's driver does with the same URL. ?sslmode= in the URL overrides it.
+            "sslmode": parts.query.get("sslmode", "prefer"),
+        }
+    return settings
+
+
+def _database_url(template: str) -> str:
+    """The profile's feast.url with its ${VAR}s filled from the environment; a missing variable is a clear error."""
+    from string import Template
+
+    try:
+        return Template(template).substitute(os.environ)
+    except KeyError as err:
+        raise ValueError(
+            f"feast.url needs ${err.args[0]} in the environment (in the cluster: the Secret's password as PGPASSWORD)"
+        ) from None
+
+
+def open_store(workdir: Path, feast_config: Any = None):
+    """A FeatureStore over the repo's definitions: parquet sources under `workdir`, registry and online store where
+    the profile's `feast` section (`feast_config`) says (None: sqlite files under `workdir`)."""
     import yaml
     from feast import FeatureStore, RepoConfig
 
@@ -184,8 +227,7 @@ def open_store(workdir: Path):
     config = RepoConfig(
         project=base.get("project", "medfoundry"),
         provider=base.get("provider", "local"),
-        registry=str(workdir / "registry.db"),
-        online_store={"type": "sqlite", "path": str(workdir / "online_store.db")},
+        **store_settings(workdir, feast_config),
         offline_store={"type": "file"},
         entity_key_serialization_version=base.get("entity_key_serialization_version", 3),
         repo_path=str(workdir),
@@ -201,13 +243,13 @@ def default_workdir() -> Path:
 
 
 def publish_features(
-    dataset_dir: Path, workdir: Path | None = None, sparse_threshold: int = 2
+    dataset_dir: Path, workdir: Path | None = None, sparse_threshold: int = 2, feast_config: Any = None
 ) -> dict[str, Any]:
     """Write the parquet sources, apply the definitions and materialize them into the online store."""
     workdir = Path(workdir or default_workdir()).resolve()
     stamp = datetime.now(UTC).replace(microsecond=0)
     paths = write_feature_sources(dataset_dir, workdir / "data", sparse_threshold, stamp)
-    store = open_store(workdir)
+    store = open_store(workdir, feast_config)
     store.apply(_definitions(workdir / "data"))
     store.materialize(
         start_date=stamp - timedelta(days=1), end_date=stamp + timedelta(seconds=1), feature_views=CURATION_VIEWS
@@ -229,13 +271,15 @@ def is_published(workdir: Path) -> bool:
     return (Path(workdir) / _STAMP_FILE).is_file()
 
 
-def training_weights(record_ids: list[str], workdir: Path | None = None, at: datetime | None = None):
+def training_weights(
+    record_ids: list[str], workdir: Path | None = None, at: datetime | None = None, feast_config: Any = None
+):
     """Sample weight and quality per record id from the offline store (point-in-time join at `at`, default now)."""
     import pandas as pd
 
     when = at or datetime.now(UTC) + timedelta(seconds=1)
     entity_df = pd.DataFrame({"record_id": list(record_ids), "event_timestamp": pd.Timestamp(when)})
-    store = open_store(workdir or default_workdir())
+    store = open_store(workdir or default_workdir(), feast_config)
     job = store.get_historical_features(
         entity_df=entity_df, features=["sample_features:sample_weight", "sample_features:quality"]
     )
@@ -243,19 +287,19 @@ def training_weights(record_ids: list[str], workdir: Path | None = None, at: dat
     return frame[["record_id", "sample_weight", "quality"]].set_index("record_id").reindex(list(record_ids))
 
 
-def lookup_entities(entity_ids: list[str], workdir: Path | None = None) -> list[dict[str, Any]]:
+def lookup_entities(entity_ids: list[str], workdir: Path | None = None, feast_config: Any = None) -> list[dict[str, Any]]:
     """Online features of entities (name, kind, frequency, rarity tier, depth, coverage); unknown ids give None."""
-    rows = _online_rows("entity_features", "entity_id", entity_ids, ENTITY_FEATURES, workdir)
+    rows = _online_rows("entity_features", "entity_id", entity_ids, ENTITY_FEATURES, workdir, feast_config)
     for row in rows:
         row["found"] = row["name"] is not None
     return rows
 
 
 def _online_rows(
-    view: str, join_key: str, ids: list[str], names: list[str], workdir: Path | None
+    view: str, join_key: str, ids: list[str], names: list[str], workdir: Path | None, feast_config: Any = None
 ) -> list[dict[str, Any]]:
     """One dict per id with the view's online features (None where the id is unknown)."""
-    store = open_store(workdir or default_workdir())
+    store = open_store(workdir or default_workdir(), feast_config)
     response = store.get_online_features(
         features=[f"{view}:{name}" for name in names], entity_rows=[{join_key: key} for key in ids]
     ).to_dict()
@@ -263,7 +307,8 @@ def _online_rows(
 
 
 def publish_prompt_pass_rates(
-    measured: list[dict[str, Any]], band: tuple[float, float], samples: int, workdir: Path | None = None
+    measured: list[dict[str, Any]], band: tuple[float, float], samples: int, workdir: Path | None = None,
+    feast_config: Any = None,
 ) -> int:
     """Store the prompt pool's per-prompt pass rate and band (rows of `PromptPool.measured`) as the
     `prompt_pass_rates` feature view of the same store curation publishes to; returns the number of prompts."""
@@ -286,13 +331,15 @@ def publish_prompt_pass_rates(
     data_dir = workdir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(data_dir / PROMPT_FILE, index=False)
-    store = open_store(workdir)
+    store = open_store(workdir, feast_config)
     store.apply(_definitions(data_dir))
     store.materialize(start_date=stamp - timedelta(days=1), end_date=stamp + timedelta(seconds=1),
                       feature_views=["prompt_pass_rates"])
     return len(frame)
 
 
-def lookup_prompt_pass_rates(prompt_ids: list[str], workdir: Path | None = None) -> list[dict[str, Any]]:
+def lookup_prompt_pass_rates(
+    prompt_ids: list[str], workdir: Path | None = None, feast_config: Any = None
+) -> list[dict[str, Any]]:
     """Online pass rate, band flag and band of RL prompts; unknown ids give None values."""
-    return _online_rows("prompt_pass_rates", "prompt_id", prompt_ids, PROMPT_FEATURES, workdir)
+    return _online_rows("prompt_pass_rates", "prompt_id", prompt_ids, PROMPT_FEATURES, workdir, feast_config)

@@ -12,7 +12,10 @@ Guards against short ambiguous forms (`LinkerOptions`): forms shorter than `min_
 acronyms in their source ("ALL", "DIL") and short lower-case drug synonyms ("gaba") match only when written in
 upper case and not inside an upper-case heading; two-letter acronyms, single-word HPO modifiers ("distal"), generic
 heads ("syndrome") and forms that are common English words ("as", "cold", "all", "lead") are dropped.
-Negation cues (see `negation.py`) live in the same automaton, so negation costs no second pass.
+Negation cues (see `negation.py`) and ConText experiencer/temporality cues (see `context.py`) live in the same
+automaton, so they cost no second pass: every mention carries `negated`, `experiencer` ("patient" / "family") and
+`temporality` ("current" / "historical"). Context-dependent abbreviations ("MI", "DM", "HF", "AF", "RA") link where
+the document defines them or the sentence is clinical (see `abbreviations.py`); they carry `abbreviation`.
 """
 
 from __future__ import annotations
@@ -27,12 +30,15 @@ from pathlib import Path
 
 import numpy as np
 
-from medfoundry.entities import negation
+from medfoundry.entities import context, negation
+from medfoundry.entities.abbreviations import AbbreviationResolver
 from medfoundry.entities.normalize import DOCUMENT_SEPARATOR, code_points, fold, is_acronym, normalize_form
 from medfoundry.entities.tree import EntityTree
 
-LINKER_VERSION = "3"  # bump when matching or form selection changes: invalidates cached linkers
+LINKER_VERSION = "4"  # bump when matching or form selection changes: invalidates cached linkers
 _ENTITY, _PRE, _POST, _PSEUDO, _TERMINATOR = 0, 1, 2, 3, 4
+_FAMILY_PRE, _FAMILY_POST, _HISTORICAL_PRE, _HISTORICAL_POST = 5, 6, 7, 8
+_ABBREVIATION_HOW = ("", "defined", "context")
 _SEPARATOR = f" {DOCUMENT_SEPARATOR} "
 _BRACKETED = re.compile(r"\s*[\[(][^\])]*[\])]")
 _UNSPECIFIED = re.compile(r",?\s+(unspecified|not elsewhere classified|nos)$", re.IGNORECASE)
@@ -106,6 +112,9 @@ class LinkerOptions:
     short_drug_synonym: int = 4  # lower-case drug synonyms up to this length are treated as acronyms
     scope_words: int = 5  # NegEx window, in words, between a trigger and the mention
     negation: bool = True
+    context: bool = True  # experiencer (family) and temporality (historical) cues
+    context_scope_words: int = 8
+    abbreviations: bool = True
 
 
 @dataclass
@@ -119,6 +128,9 @@ class Matches:
     negated: np.ndarray
     n_docs: int
     linker: Linker = field(repr=False)
+    family: np.ndarray | None = None
+    historical: np.ndarray | None = None
+    abbreviation: np.ndarray | None = None  # 0: none, 1: defined in the document, 2: listed, context supports it
 
     def __len__(self) -> int:
         return len(self.doc)
@@ -128,14 +140,21 @@ class Matches:
 
         out: list[list] = [[] for _ in range(self.n_docs)]
         ids, names, kinds, rare = self.linker.ids, self.linker.names, self.linker.kinds, self.linker.rare
-        for doc, start, end, node, negated in zip(
-            self.doc.tolist(),
-            self.start.tolist(),
-            self.end.tolist(),
-            self.node.tolist(),
-            self.negated.tolist(),
-            strict=True,
+        none = np.zeros(len(self.doc), dtype=np.int64)
+        family = (self.family if self.family is not None else none).tolist()
+        historical = (self.historical if self.historical is not None else none).tolist()
+        abbreviation = (self.abbreviation if self.abbreviation is not None else none).tolist()
+        for i, (doc, start, end, node, negated) in enumerate(
+            zip(
+                self.doc.tolist(),
+                self.start.tolist(),
+                self.end.tolist(),
+                self.node.tolist(),
+                self.negated.tolist(),
+                strict=True,
+            )
         ):
+            extra = {"abbreviation": _ABBREVIATION_HOW[abbreviation[i]]} if abbreviation[i] else {}
             out[doc].append(
                 EntityMention(
                     id=ids[node],
@@ -145,6 +164,9 @@ class Matches:
                     end=end,
                     rare=rare[node],
                     negated=negated,
+                    experiencer="family" if family[i] else "patient",
+                    temporality="historical" if historical[i] else "current",
+                    **extra,
                 )
             )
         return out
@@ -189,6 +211,11 @@ class Linker:
         self.names: list[str] = frame["name"].tolist()
         self.kinds: list[str] = frame["kind"].tolist()
         self.rare: list[bool] = frame["rare"].astype(bool).tolist()
+        self.abbreviations = (
+            AbbreviationResolver(lambda form: self.form_nodes.get(normalize_form(form)))
+            if options.abbreviations
+            else None
+        )
 
     # -- building -------------------------------------------------------------------------------------------------
     @classmethod
@@ -212,7 +239,15 @@ class Linker:
             (_PSEUDO, negation.PSEUDO_TRIGGERS),
             (_TERMINATOR, negation.TERMINATORS),
         )
-        if options.negation:
+        if options.context:
+            cue_groups += (
+                (_FAMILY_PRE, context.FAMILY_PRE),
+                (_FAMILY_POST, context.FAMILY_POST),
+                (_HISTORICAL_PRE, context.HISTORICAL_PRE),
+                (_HISTORICAL_POST, context.HISTORICAL_POST),
+                (_PSEUDO, context.CONTEXT_PSEUDO),
+            )
+        if options.negation or options.context:
             for code, phrases in cue_groups:
                 for phrase in phrases:
                     key = normalize_form(phrase)
@@ -292,35 +327,98 @@ class Linker:
         padded = " " + folded + " "
         data = padded.encode("utf-8")
         found = self.automaton.find_matches_as_indexes(data, overlapping=True)
-        if not found:
+        if not found and self.abbreviations is None:
             return self._empty(len(texts))
         hits = np.fromiter(chain.from_iterable(found), dtype=np.int64, count=3 * len(found)).reshape(-1, 3)
         if len(data) != len(padded):  # non-ASCII text: byte offsets -> character offsets
             continuation = (np.frombuffer(data, dtype=np.uint8) & 0xC0) == 0x80
             before = np.concatenate(([0], np.cumsum(continuation, dtype=np.int64)))
             hits[:, 1:] -= before[hits[:, 1:]]
-        value = self.values[self.pattern_rows[hits[:, 0]]]
+        value = self.values[self.pattern_rows[hits[:, 0]]].reshape(-1, 4)
         # the padded text is folded shifted by one: a pattern " form " at padded [s, e) covers folded [s, e - 2)
         starts = hits[:, 1]
         ends = hits[:, 2] - 2
-        keep = _leftmost_longest(starts, ends)
-        starts, ends, value = starts[keep], ends[keep], value[keep]
+        if len(starts):
+            keep = _leftmost_longest(starts, ends)
+            starts, ends, value = starts[keep], ends[keep], value[keep]
         code, node, acronym = value[:, 0], value[:, 1], value[:, 3].astype(bool)
         is_mention = code == _ENTITY
         if acronym.any():
             is_mention &= self._case_guard(joined, starts, ends, acronym)
+        how = np.zeros(len(code), dtype=np.int64)
+        if self.abbreviations is not None:
+            starts, ends, code, node, is_mention, how = self._add_abbreviations(
+                texts, joined, doc_starts, starts, ends, code, node, is_mention, how
+            )
         negated = np.zeros(len(code), dtype=bool)
+        family = historical = negated
         if self.options.negation and np.isin(code, (_PRE, _POST)).any():
-            negated = self._negated(joined, folded, starts, ends, code, is_mention)
-        doc = np.searchsorted(doc_starts, starts[is_mention], side="right") - 1
+            barriers = np.sort(np.concatenate((_terminator_positions(joined), starts[code == _TERMINATOR])))
+            negated = self._in_scope(
+                folded, starts, ends, code, is_mention, _PRE, _POST, self.options.scope_words, barriers
+            )
+        if self.options.context and np.isin(code, (_FAMILY_PRE, _FAMILY_POST, _HISTORICAL_PRE, _HISTORICAL_POST)).any():
+            barriers = np.sort(np.concatenate((_scope_end_positions(joined), starts[code == _TERMINATOR])))
+            window = self.options.context_scope_words
+            family = self._in_scope(
+                folded, starts, ends, code, is_mention, _FAMILY_PRE, _FAMILY_POST, window, barriers
+            )
+            historical = self._in_scope(
+                folded, starts, ends, code, is_mention, _HISTORICAL_PRE, _HISTORICAL_POST, window, barriers
+            )
+        order = np.flatnonzero(is_mention)
+        if not len(order):
+            return self._empty(len(texts))
+        order = order[np.argsort(starts[order], kind="stable")]
+        doc = np.searchsorted(doc_starts, starts[order], side="right") - 1
         return Matches(
             doc=doc.astype(np.int32),
-            start=starts[is_mention] - doc_starts[doc],
-            end=ends[is_mention] - doc_starts[doc],
-            node=node[is_mention].astype(np.int32),
-            negated=negated[is_mention],
+            start=starts[order] - doc_starts[doc],
+            end=ends[order] - doc_starts[doc],
+            node=node[order].astype(np.int32),
+            negated=negated[order],
             n_docs=len(texts),
             linker=self,
+            family=family[order],
+            historical=historical[order],
+            abbreviation=how[order],
+        )
+
+    def _add_abbreviations(self, texts, joined, doc_starts, starts, ends, code, node, is_mention, how):
+        """Append the abbreviation mentions of each document that has a candidate (a listed short form or a
+        parenthesized one); those inside an existing mention are skipped."""
+        resolver = self.abbreviations
+        mention_doc = np.searchsorted(doc_starts, starts[is_mention], side="right") - 1
+        m_starts, m_ends = starts[is_mention], ends[is_mention]
+        added: list[tuple[int, int, int, int]] = []
+        listed, definitions = resolver.candidates(joined)
+        listed_starts = np.asarray([span[0] for span in listed], dtype=np.int64)
+        listed_doc = np.searchsorted(doc_starts, listed_starts, side="right") - 1
+        docs = np.unique(
+            np.concatenate((listed_doc, np.searchsorted(doc_starts, definitions, side="right") - 1))
+        )
+        order = np.argsort(m_starts, kind="stable")
+        m_starts, m_ends, mention_doc = m_starts[order], m_ends[order], mention_doc[order]
+        for index in docs.tolist():
+            base = int(doc_starts[index])
+            lo, hi = np.searchsorted(mention_doc, [index, index + 1])
+            a, b = np.searchsorted(listed_doc, [index, index + 1])
+            spans = [(s - base, e - base) for s, e in listed[a:b]]
+            for start, end, row, kind in resolver.find(
+                texts[index], spans, m_starts[lo:hi] - base, m_ends[lo:hi] - base
+            ):
+                added.append((base + start, base + end, row, 1 if kind == "defined" else 2))
+        if not added:
+            return starts, ends, code, node, is_mention, how
+        extra = np.asarray(added, dtype=np.int64)
+        n = len(extra)
+        return (
+            np.concatenate((starts, extra[:, 0])),
+            np.concatenate((ends, extra[:, 1])),
+            np.concatenate((code, np.full(n, _ENTITY))),
+            np.concatenate((node, extra[:, 2])),
+            np.concatenate((is_mention, np.ones(n, dtype=bool))),
+            np.concatenate((how, extra[:, 3])),
         )
 
     def _empty(self, n_docs: int) -> Matches:
@@ -352,18 +450,18 @@ class Linker:
             ok[i] = not any(w.isupper() for w in neighbours)
         return ok
 
-    def _negated(self, text, folded, starts, ends, code, is_mention) -> np.ndarray:
-        """NegEx: a trigger within `scope_words` words of the mention, no terminator in between."""
-        window = self.options.scope_words
+    @staticmethod
+    def _in_scope(folded, starts, ends, code, is_mention, pre, post, window, barriers) -> np.ndarray:
+        """NegEx/ConText scope: a `pre` cue ending at most `window` words before the mention, or a `post` cue
+        starting at most `window` words after it, with no barrier (sentence end, terminator) in between."""
         reach = 40 * (window + 1)  # characters: a cheap prefilter before words are counted
-        barriers = np.sort(np.concatenate((_terminator_positions(text), starts[code == _TERMINATOR])))
-        pre_end = np.sort(ends[code == _PRE])
-        post_start = np.sort(starts[code == _POST])
+        pre_end = np.sort(ends[code == pre])
+        post_start = np.sort(starts[code == post])
         m_start, m_end = starts[is_mention], ends[is_mention]
 
-        def in_scope(left: np.ndarray, right: np.ndarray, candidate: np.ndarray) -> np.ndarray:
-            ok = candidate & (right - left <= reach)
-            ok &= np.searchsorted(barriers, left) == np.searchsorted(barriers, right)  # no terminator between
+        def near(left: np.ndarray, right: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+            ok = candidate & (right - left <= reach) & (right >= left)
+            ok &= np.searchsorted(barriers, left) == np.searchsorted(barriers, right)  # no barrier between
             index = np.flatnonzero(ok)
             words = [
                 len(folded[a:b].split())
@@ -375,13 +473,13 @@ class Linker:
         hit = np.zeros(len(m_start), dtype=bool)
         if len(pre_end):
             i = np.searchsorted(pre_end, m_start, side="right") - 1
-            hit |= in_scope(pre_end[np.maximum(i, 0)], m_start, i >= 0)
+            hit |= near(pre_end[np.maximum(i, 0)], m_start, i >= 0)
         if len(post_start):
             i = np.searchsorted(post_start, m_end, side="left")
-            hit |= in_scope(m_end, post_start[np.minimum(i, len(post_start) - 1)], i < len(post_start))
-        negated = np.zeros(len(starts), dtype=bool)
-        negated[is_mention] = hit
-        return negated
+            hit |= near(m_end, post_start[np.minimum(i, len(post_start) - 1)], i < len(post_start))
+        out = np.zeros(len(starts), dtype=bool)
+        out[is_mention] = hit
+        return out
 
     # -- records ----------------------------------------------------------------------------------------------------
     def annotate(self, records: Iterable, batch_chars: int = 4_000_000) -> list:
@@ -439,6 +537,16 @@ def _terminator_positions(text: str) -> np.ndarray:
         )
     chars = code_points(text)
     return np.flatnonzero(np.isin(chars, [0, *map(ord, negation.TERMINATOR_CHARS)]))
+
+
+_SCOPE_END_TABLE = bytes(1 if chr(c) in context.SCOPE_END_CHARS or c == 0 else 0 for c in range(256))
+
+
+def _scope_end_positions(text: str) -> np.ndarray:
+    """Offsets that end an experiencer/temporality scope (sentence ends, NUL separators; not colons)."""
+    if text.isascii():
+        return np.flatnonzero(np.frombuffer(text.encode("ascii").translate(_SCOPE_END_TABLE), dtype=np.uint8))
+    return np.flatnonzero(np.isin(code_points(text), [0, *map(ord, context.SCOPE_END_CHARS)]))
 
 
 def _leftmost_longest(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import random
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -345,11 +346,14 @@ def synthesize_for_sparse(
     seed: int = 0,
     rewriter: Rewriter | None = None,
     targets: Iterable[str] | None = None,
+    linker=None,
 ) -> list[Record]:
     """Text and QA records for sparse/uncovered entities (`counts`: id -> mentions, or a CoverageReport).
 
-    `targets` overrides the selection with explicit node ids.
+    `targets` overrides the selection with explicit node ids. With a `rewriter`, each text record is paraphrased
+    and fact-checked against the node's facts (`FactChecker`, with `linker` or one built from the tree).
     """
+    checker: FactChecker | None = None
     if hasattr(counts, "counts"):
         counts = counts.counts()
     facts = _Facts(tree)
@@ -377,7 +381,11 @@ def synthesize_for_sparse(
         text = _text(node, node_facts)
         text_meta = {**base_meta, "provenance": [f.as_dict() for f in node_facts]}
         if rewriter is not None:
-            text, text_meta = _rewrite(rewriter, text, node["name"], text_meta)
+            if checker is None:
+                from medfoundry.entities.linker import Linker
+
+                checker = FactChecker(linker or Linker.from_tree(tree))
+            text, text_meta = _rewrite(rewriter, checker, text, node, node_facts, text_meta)
         start = text.find(node["name"])
         mention = EntityMention(
             id=node["id"],
@@ -415,13 +423,62 @@ def synthesize_for_sparse(
     return records
 
 
-def _rewrite(rewriter: Rewriter, text: str, name: str, meta: dict) -> tuple[str, dict]:
+# Relations a rewrite may not introduce: the templates state phenotypes, inheritance, classes, codes, symptoms and
+# brands only, so a treatment, cause, risk, course or frequency in the output is a fact the node does not hold.
+UNGROUNDED_RELATIONS = (
+    "treated with", "treatment", "treat", "treats", "therapy", "cure", "cures", "caused by", "causes", "cause of",
+    "leads to", "lead to", "results in", "risk factor", "risk of", "increases the risk", "complication",
+    "complications", "prevent", "prevents", "prevention", "prognosis", "mortality", "fatal", "life expectancy",
+    "prevalence", "incidence", "affects", "occurs in", "diagnosed by", "contraindicated", "side effect",
+)
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+
+
+class FactChecker:
+    """Accepts a rewrite only if every entity and relation in it comes from the node's facts.
+
+    Entities: the rewrite is linked with the tree's linker; every mention must be the node itself, an object of
+    one of its facts, or an entity the grounded template already names. Relations and figures: a phrase of
+    `UNGROUNDED_RELATIONS` or a number the template does not contain is an added fact.
+    """
+
+    def __init__(self, linker) -> None:
+        self.linker = linker
+
+    def reason(self, template: str, rewritten: str, node: dict, facts: list[Fact]) -> str | None:
+        """Why the rewrite is rejected (None: accepted)."""
+        if node["name"].lower() not in rewritten.lower():
+            return f"drops the entity's name {node['name']!r}"
+        if not 0.5 * len(template) <= len(rewritten) <= 3 * len(template):
+            return f"length {len(rewritten)} is outside 0.5-3x the template's {len(template)}"
+        allowed = {node["id"], *node.get("merged_ids", [])}
+        allowed |= {f.object for f in facts} | {f.subject for f in facts}
+        allowed |= {m.id for m in self.linker.link(template)}
+        added = [m for m in self.linker.link(rewritten) if m.id not in allowed]
+        if added:
+            names = ", ".join(sorted({f"{rewritten[m.start : m.end]!r} ({m.id})" for m in added}))
+            return f"entity not in the node's facts: {names}"
+        template_lower, rewritten_lower = template.lower(), rewritten.lower()
+        for phrase in UNGROUNDED_RELATIONS:
+            pattern = rf"\b{re.escape(phrase)}\b"
+            if re.search(pattern, rewritten_lower) and not re.search(pattern, template_lower):
+                return f"relation not in the node's facts: {phrase!r}"
+        numbers = set(_NUMBER.findall(rewritten)) - set(_NUMBER.findall(template))
+        if numbers:
+            return f"figure not in the node's facts: {', '.join(sorted(numbers))}"
+        return None
+
+
+def _rewrite(
+    rewriter: Rewriter, checker: FactChecker, text: str, node: dict, facts: list[Fact], meta: dict
+) -> tuple[str, dict]:
     try:
         rewritten = rewriter.rewrite(text)
     except Exception as error:  # noqa: BLE001 - the endpoint is optional: keep the grounded template text
         return text, {**meta, "rewriter": "error", "rewriter_error": f"{type(error).__name__}: {error}"[:300]}
-    if name.lower() not in rewritten.lower() or not 0.5 * len(text) <= len(rewritten) <= 3 * len(text):
-        return text, {**meta, "rewriter": "rejected", "rewritten": rewritten[:2000]}
+    reason = checker.reason(text, rewritten, node, facts)
+    if reason is not None:
+        return text, {**meta, "rewriter": "rejected", "rejected_because": reason, "rewritten": rewritten[:2000]}
     return rewritten, {**meta, "rewriter": "accepted", "template_text": text}
 
 

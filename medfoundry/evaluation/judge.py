@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from medfoundry.evaluation.backends import GenerationRequest, OpenAIBackend
-from medfoundry.evaluation.extractors import extract_label
+from medfoundry.tasks.extractors import extract_label
 
 JUDGE_PROMPT_ID = "open-answer-judge@v1"
 JUDGE_SYSTEM = "You grade answers to medical questions against a reference answer. You are strict about facts."

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from medfoundry.evaluation.benchmarks import EvalItem
+from medfoundry.evaluation.benchmarks import BENCHMARKS, Benchmark, EvalItem
 
 Protocol = Literal["generative", "loglikelihood"]
 PROTOCOLS: tuple[Protocol, ...] = ("generative", "loglikelihood")
@@ -42,39 +42,20 @@ class ChoiceRequest:
     template_id: str
 
 
-def _options_block(options: dict[str, str], suffix: str = "") -> str:
-    return "".join(f"{letter}. {text}\n" for letter, text in options.items()) + suffix
-
-
 def harness_request(item: EvalItem) -> ChoiceRequest:
-    """The harness's prompt and choices for an item (its task for the benchmark; medqa_4options style for other
-    multiple-choice items, pubmedqa style for other yes/no items)."""
+    """The harness's prompt (its task for the item's benchmark, `Benchmark.harness_prompt` in the benchmark's own
+    file) and choices: the option letters, or the yes/no/maybe labels."""
     if item.task == "multiple_choice" and item.options:
-        letters = tuple(item.options)
-        gold = letters.index(item.answer)
-        if item.benchmark == "medmcqa":
-            # tasks/medmcqa/utils_medmcqa.py doc_to_text
-            context = f"Question: {item.question}\nChoices:\n{_options_block(item.options)}Answer:"
-            return ChoiceRequest(context, letters, gold, "lm-eval:medmcqa")
-        if item.benchmark == "mmlu_medical":
-            # tasks/mmlu/default: the subject's description, then the question and lettered choices.
-            subject = str(item.meta.get("subject", "")).replace("_", " ")
-            description = f"The following are multiple choice questions (with answers) about {subject}.\n\n"
-            lines = "\n".join(f"{letter}. {text}" for letter, text in item.options.items())
-            context = f"{description}{item.question.strip()}\n{lines}\nAnswer:"
-            return ChoiceRequest(context, letters, gold, f"lm-eval:mmlu_{item.meta.get('subject', '')}")
-        # tasks/medqa/preprocess_medqa.py doc_to_text (medqa_4options)
-        context = f"Question: {item.question}\n{_options_block(item.options)}Answer:"
-        return ChoiceRequest(context, letters, gold, "lm-eval:medqa_4options")
-    if item.task == "yes_no":
-        labels = tuple(item.labels)
-        # tasks/pubmedqa/preprocess_pubmedqa.py doc_to_text
-        abstract = item.context or ""
-        context = f"Abstract: {abstract}\nQuestion: {item.question}\nAnswer:"
-        return ChoiceRequest(context, labels, labels.index(item.answer), "lm-eval:pubmedqa")
-    raise ProtocolError(
-        f"{item.benchmark}: {item.task} items have no options to score by log-likelihood; use --protocol generative"
-    )
+        choices = tuple(item.options)
+    elif item.task == "yes_no":
+        choices = tuple(item.labels)
+    else:
+        raise ProtocolError(
+            f"{item.benchmark}: {item.task} items have no options to score by log-likelihood; use --protocol generative"
+        )
+    bench = BENCHMARKS.get(item.benchmark, Benchmark)
+    context, template_id = bench.harness_prompt(item)
+    return ChoiceRequest(context, choices, choices.index(item.answer), template_id)
 
 
 @dataclass

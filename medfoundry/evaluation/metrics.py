@@ -9,7 +9,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from medfoundry.evaluation.extractors import normalize_text
+from medfoundry.tasks.extractors import normalize_text
 
 
 def exact_match(prediction: str | None, gold: str) -> float:

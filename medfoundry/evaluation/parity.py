@@ -16,17 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medfoundry.evaluation.benchmarks import EvalItem
+from medfoundry.evaluation.benchmarks import BENCHMARKS, EvalItem
 
 LM_EVAL_VENV = ".venv-lmeval"
 LM_EVAL_VERSION = "0.4.13"
-# The harness's task file for each of our benchmarks (relative to lm_eval/tasks/).
-UPSTREAM_TASKS = {
-    "medqa": "medqa/medqa.yaml",
-    "medmcqa": "medmcqa/medmcqa.yaml",
-    "pubmedqa": "pubmedqa/pubmedqa.yaml",
-    "mmlu_medical": "mmlu/default/mmlu_{subject}.yaml",
-}
 
 
 def harness_python(root: Path) -> Path | None:
@@ -71,7 +64,10 @@ def write_tasks(items: Sequence[EvalItem], task_dir: Path, lm_eval_tasks: Path) 
     tasks: dict[str, list[str]] = {}
     for key, group in sorted(groups.items()):
         first = group[0]
-        upstream = UPSTREAM_TASKS[first.benchmark].format(subject=first.meta.get("subject", ""))
+        task_file = BENCHMARKS[first.benchmark].harness_task_file
+        if task_file is None:
+            raise ValueError(f"{first.benchmark}: no lm-evaluation-harness task to compare with")
+        upstream = task_file.format(subject=first.meta.get("subject", ""))
         data = task_dir / f"{key}.jsonl"
         data.write_text("".join(json.dumps(upstream_doc(it)) + "\n" for it in group))
         name = f"mf_{key}"

@@ -22,8 +22,8 @@ from medfoundry.evaluation.backends import Backend, Generation, GenerationReques
 from medfoundry.evaluation.benchmarks import Benchmark, BenchmarkDataMissing, EvalItem, Skipped, get_benchmark
 from medfoundry.evaluation.loglikelihood import ProtocolError
 from medfoundry.evaluation.metrics import bootstrap_ci
-from medfoundry.evaluation.prompts import PromptMode, build_prompt
 from medfoundry.evaluation.scoring import EntityLinker, score_item
+from medfoundry.tasks.prompts import PromptMode, build_prompt
 
 log = logging.getLogger(__name__)
 

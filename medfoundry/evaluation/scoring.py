@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from medfoundry.evaluation.benchmarks import EvalItem
-from medfoundry.evaluation.extractors import Extraction, extract_free_text, extract_label, extract_option
 from medfoundry.evaluation.metrics import entity_scores, exact_match, rouge_l, token_f1
+from medfoundry.tasks.extractors import Extraction, extract_free_text, extract_label, extract_option
 
 
 class EntityLinker(Protocol):

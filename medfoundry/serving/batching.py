@@ -93,9 +93,18 @@ class Batcher:
         """Events ("start", prompt_tokens), ("delta", text)..., then ("done", GenerationResult); errors are raised.
         Leaving the iteration early (client gone) cancels the request: its slot is freed at the next step."""
         pending = self._enqueue(request)
+        held = None
         try:
             while True:
-                kind, value = await pending.events.get()
+                kind, value = held or await pending.events.get()
+                held = None
+                # Deltas that piled up while the client was being served go out as one piece (less per-token work
+                # on the event loop exactly when it is busiest).
+                while kind == "delta" and not pending.events.empty():
+                    held = pending.events.get_nowait()
+                    if held[0] != "delta":
+                        break
+                    value, held = value + held[1], None
                 if kind == "error":
                     raise value
                 yield kind, value

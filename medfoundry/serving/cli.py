@@ -45,6 +45,7 @@ def serve_command(
 
     if backend not in ("auto", "transformers", "vllm"):
         raise _fail(f"--backend {backend!r}: use auto, transformers or vllm")
+    _reexec_in_vllm_env(backend)
     try:
         prof = load_profile(profile) if profile else None
     except ProfileError as err:
@@ -70,6 +71,26 @@ def serve_command(
     if not api_key and host not in ("127.0.0.1", "localhost", "::1"):
         logging.getLogger("medfoundry.serving").warning("serving on %s without an API key", host)
     MedFoundryModelServer(settings).serve(medvlm)
+
+
+def _reexec_in_vllm_env(backend: str) -> None:
+    """The GPU image keeps vLLM in its own environment (its transformers pin differs from training's) and names its
+    interpreter in MEDFOUNDRY_VLLM_PYTHON: on a CUDA machine, `serve` re-runs itself there so vLLM serves."""
+    import importlib.util
+    import os
+    import sys
+
+    python = os.environ.get("MEDFOUNDRY_VLLM_PYTHON")
+    if backend == "transformers" or not python or importlib.util.find_spec("vllm") is not None:
+        return
+    if os.environ.get("MEDFOUNDRY_VLLM_REEXEC") or not os.access(python, os.X_OK):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        return
+    os.environ["MEDFOUNDRY_VLLM_REEXEC"] = "1"
+    os.execv(python, [python, "-m", "medfoundry.cli", *sys.argv[1:]])
 
 
 def query_command(

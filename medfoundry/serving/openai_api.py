@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -222,6 +224,14 @@ def chunk(cid: str, model: str, created: int, delta: dict[str, Any], finish_reas
     if usage is not None:
         payload["usage"] = usage
     return "data: " + ChatCompletionChunk.model_validate(payload).model_dump_json(exclude_none=True) + "\n\n"
+
+
+def content_chunks(cid: str, model: str, created: int) -> Callable[[str], str]:
+    """`chunk(...)` for content deltas, built once through the SDK's type and then filled per token by string
+    formatting: the per-token cost of a stream is one json.dumps of the new text."""
+    marker = "\x00"
+    head, tail = chunk(cid, model, created, {"content": marker}).split(json.dumps(marker), 1)
+    return lambda text: head + json.dumps(text, ensure_ascii=False) + tail
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:

@@ -205,12 +205,14 @@ def register_openai_routes(app: Any, model: MedVLMModel, serving: ServingConfig)
         include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
         created = int(time.time())
 
+        content_chunk = oa.content_chunks(cid, model.name, created)
+
         async def sse():
             try:
                 yield oa.chunk(cid, model.name, created, {"role": "assistant", "content": ""})
                 async for kind, value in events:
                     if kind == "delta" and value:
-                        yield oa.chunk(cid, model.name, created, {"content": value})
+                        yield content_chunk(value)
                     elif kind == "done":
                         yield oa.chunk(cid, model.name, created, {}, finish_reason=value.finish_reason)
                         if include_usage:

@@ -419,7 +419,7 @@ def reweight_from_feature_store(profile, examples: list[TextExample]) -> str:
     workdir = Workspace.resolve(profile.workspace).root / "feast"
     if not is_published(workdir):
         return "records"
-    frame = training_weights(sorted({e.record_id for e in examples}), workdir)
+    frame = training_weights(sorted({e.record_id for e in examples}), workdir, feast_config=profile.feast)
     found = frame["sample_weight"].dropna().to_dict()
     if not found:
         return "records"

@@ -332,7 +332,7 @@ def run_grpo(profile: Profile, dataset_dir: Path, model_dir: str | Path, out_dir
 
             metrics["pool/feast_prompts"] = publish_prompt_pass_rates(
                 pool.measured, tuple(cfg.prompt_pool.pass_rate_band), cfg.prompt_pool.samples_per_prompt,
-                Workspace.resolve(profile.workspace).sub("feast"),
+                Workspace.resolve(profile.workspace).sub("feast"), profile.feast,
             )
     trainer = None
     grpo_phases: list[dict[str, Any]] = []

@@ -33,9 +33,11 @@ def test_gpu_cpu_and_trainjob_steps_on_the_production_profile(tmp_path):
     executors, platform = _compile(tmp_path, load_profile("production-7b"), ["gpu", "cpu", "trainjob"])
     gpu, cpu, launcher = platform["exec-step"], platform["exec-step-2"], platform["exec-step-3"]
     for settings in (gpu, cpu, launcher):
-        [secret] = settings["secretAsEnv"]
-        assert secret["secretName"] == "medfoundry-s3"
-        assert {k["envVar"] for k in secret["keyToEnv"]} == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+        secrets = {s["secretName"]: {k["secretKey"]: k["envVar"] for k in s["keyToEnv"]} for s in settings["secretAsEnv"]}
+        assert secrets["medfoundry-s3"] == {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
+                                            "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
+        # production-7b's Feast is the chart's PostgreSQL: feast.url's ${PGPASSWORD} comes from its Secret.
+        assert secrets["medfoundry-postgresql"] == {"password": "PGPASSWORD"}
         assert settings["pvcMount"][0]["mountPath"] == "/cache"
         assert settings["securityContext"] == {"runAsNonRoot": True, "runAsUser": "10001"}
     assert gpu["nodeSelector"]["labels"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}

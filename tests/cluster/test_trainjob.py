@@ -38,6 +38,8 @@ def test_trainjob_from_the_production_profile(production):
         "key": "AWS_SECRET_ACCESS_KEY",
     }
     assert env["MLFLOW_TRACKING_URI"]["value"] == "http://mlflow.medfoundry.svc:5000"
+    # Training reads sample weights from the chart's Feast on PostgreSQL (feast.url's ${PGPASSWORD}).
+    assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "medfoundry-postgresql", "key": "password"}
     assert manifest["metadata"]["labels"]["medfoundry.io/deepspeed-stage"] == "3"
     [patch] = manifest["spec"]["runtimePatches"]
     [node] = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]

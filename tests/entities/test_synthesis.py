@@ -123,3 +123,52 @@ def test_rewrites_that_drop_the_entity_or_fail_keep_the_template(vocab_tree, cha
     records = synthesize_for_sparse(vocab_tree, {}, targets=["D:marfan"], rewriter=dead)
     text = next(r for r in records if r.kind == "text")
     assert text.meta["rewriter"] == "error" and "Connection" in text.meta["rewriter_error"]
+
+
+@pytest.mark.parametrize(
+    ("added", "because"),
+    [
+        (" It is treated with aspirin.", "entity not in the node's facts: 'aspirin' (R:aspirin)"),
+        (" Patients often develop pneumonia.", "entity not in the node's facts: 'pneumonia' (D:pneumonia)"),
+        (" It causes sudden death.", "relation not in the node's facts: 'causes'"),
+        (" About 1 in 5000 people have it.", "figure not in the node's facts: 1, 5000"),
+    ],
+)
+def test_a_rewrite_that_adds_a_fact_is_rejected_with_its_reason(vocab_tree, chat_server, added, because):
+    """The stub endpoint returns the template with one added fact: the fact check rejects it, keeps the template."""
+    template = next(
+        r for r in synthesize_for_sparse(vocab_tree, {}, targets=["D:marfan"]) if r.kind == "text"
+    ).text
+    _ChatHandler.reply = template + added
+    records = synthesize_for_sparse(vocab_tree, {}, targets=["D:marfan"], rewriter=Rewriter(chat_server))
+    text = next(r for r in records if r.kind == "text")
+    assert text.meta["rewriter"] == "rejected" and text.meta["rejected_because"] == because
+    assert text.text == template and text.meta["rewritten"] == template + added
+    # the same rewrite without the added fact passes
+    _ChatHandler.reply = template.replace("Marfan syndrome is a rare disease.", "Marfan syndrome: a rare disease.")
+    records = synthesize_for_sparse(vocab_tree, {}, targets=["D:marfan"], rewriter=Rewriter(chat_server))
+    assert next(r for r in records if r.kind == "text").meta["rewriter"] == "accepted"
+
+
+def test_production_rewriter_endpoint_is_the_documented_inference_service():
+    """The production profile's rewriter URL names the InferenceService docs/curation.md deploys, and that manifest
+    validates against KServe's own CRD (../shared/k8s-crds)."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from medfoundry.cluster.crds import shared_crd_dir, validate_custom_resource
+    from medfoundry.config import load_profile
+
+    docs = (Path(__file__).parents[2] / "docs" / "curation.md").read_text()
+    section = docs.split("## Deploying the rewriter", 1)[1]
+    manifest = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))
+    name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+    cfg = load_profile("production-7b").curation
+    assert cfg.rewriter_endpoint == f"http://{name}-predictor.{namespace}.svc.cluster.local/openai/v1"
+    assert f"--model_name={cfg.rewriter_model}" in manifest["spec"]["predictor"]["model"]["args"]
+    crds = shared_crd_dir()
+    if crds is None:
+        pytest.skip("../shared/k8s-crds not found")
+    assert validate_custom_resource(manifest, crds) == []

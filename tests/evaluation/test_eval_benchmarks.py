@@ -19,7 +19,7 @@ from medfoundry.evaluation.benchmarks import (
     register,
     split_of,
 )
-from medfoundry.evaluation.prompts import build_prompt
+from medfoundry.tasks.prompts import build_prompt
 
 
 def test_registry_names():

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from medfoundry.evaluation.backends import image_data_uri
 from medfoundry.evaluation.benchmarks import get_benchmark
 from medfoundry.evaluation.cli import register
-from medfoundry.evaluation.prompts import build_prompt
+from medfoundry.tasks.prompts import build_prompt
 
 MC_AND_YES_NO = ["pubmedqa", "medqa", "medmcqa", "mmlu_medical", "vqa_rad"]
 
@@ -186,8 +186,8 @@ def test_llm_judge_for_open_answers_reports_agreement_with_exact_match(cli, benc
     """Open VQA-RAD and MedQuAD answers: the model repeats the gold for some items and paraphrases it ("It is ...") for the
     others; a judge server accepting any answer that contains the reference grades both as correct, so its agreement
     with exact match is exactly the share of verbatim answers."""
-    from medfoundry.evaluation.extractors import normalize_text
     from medfoundry.evaluation.judge import JUDGE_PROMPT_ID
+    from medfoundry.tasks.extractors import normalize_text
 
     names = ["vqa_rad", "medquad"]
     gold, items = gold_table(bench_root, names)

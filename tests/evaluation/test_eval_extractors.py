@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from medfoundry.evaluation.extractors import (
+from medfoundry.tasks.extractors import (
     UNPARSEABLE,
     Extraction,
     extract_boxed,

@@ -176,7 +176,7 @@ def test_compare_two_versions(data_root, tmp_path):
     settings = EvalSettings(bootstrap_samples=200)
     evaluate(names, data_root, _FakeModel(lambda r: "A"), tmp_path / "base", settings)
     from medfoundry.evaluation.benchmarks import get_benchmark
-    from medfoundry.evaluation.prompts import build_prompt
+    from medfoundry.tasks.prompts import build_prompt
 
     gold = {build_prompt(i).user: i.answer for n in names for i in get_benchmark(n).load(data_root)[0]}
     evaluate(names, data_root, _FakeModel(lambda r: gold[r.user]), tmp_path / "cand", settings)

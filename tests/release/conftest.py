@@ -31,6 +31,7 @@ def profile(workspace, migrated_mlflow_db):
             "gates.min_scores": {"heldout": 0.3},
             "gates.max_regression": 0.02,
             "gates.max_hallucination_rate": 0.2,
+            "gates.max_metrics": {},
         },
     )
     tracking.configure(prof)

@@ -138,3 +138,14 @@ def test_metric_key_helpers():
     assert benchmarks(CHAMPION) == ["heldout", "medqa"]
     assert main_score({"x/score": 0.2, "x/accuracy": 0.9}, "x") == 0.2
     assert main_score({}, "x") is None
+
+
+def test_item_scores_come_from_the_evaluation_predictions(tmp_path):
+    import pandas as pd
+
+    from medfoundry.evaluation.runner import PREDICTIONS, load_item_scores
+
+    for bench, ids, scores in (("heldout", ["a", "b"], [1.0, 0.0]), ("report_findings", ["r"], [float("nan")])):
+        (tmp_path / bench).mkdir()
+        pd.DataFrame({"benchmark": bench, "id": ids, "score": scores, "extra": 1}).to_parquet(tmp_path / bench / PREDICTIONS)
+    assert load_item_scores(tmp_path) == {"heldout": {"a": 1.0, "b": 0.0}}  # NaN (no main score) is left out

@@ -6,8 +6,8 @@ from typer.testing import CliRunner
 
 from medfoundry.release import registry
 
-GOOD = {"heldout/accuracy": 0.62, "heldout/ci95_lo": 0.55, "heldout/ci95_hi": 0.69}
-REGRESSED = {"heldout/accuracy": 0.50, "heldout/ci95_lo": 0.44, "heldout/ci95_hi": 0.56}
+GOOD = {"heldout/accuracy": 0.62, "heldout/ci95_lo": 0.55, "heldout/ci95_hi": 0.69, "heldout/unparseable_rate": 0.1}
+REGRESSED = {"heldout/accuracy": 0.50, "heldout/ci95_lo": 0.44, "heldout/ci95_hi": 0.56, "heldout/unparseable_rate": 0.1}
 LINEAGE = {"pipeline_run_id": "run-1", "dataset_hash": "abc123", "base_model": "tiny", "git_sha": "deadbee"}
 
 

@@ -1,7 +1,7 @@
 """Verifiable correctness: 1.0 when the completion's answer satisfies the gold answer under the row's answer-type
 rule (`medfoundry.training.rewards.rules`: option, yes_no, string, set, regex, number with tolerance), else 0.0.
 
-Extraction is evaluation's (`medfoundry.evaluation.extractors`), so the RL signal is the benchmark's metric. Rows
+Extraction is evaluation's (`medfoundry.tasks.extractors`), so the RL signal is the benchmark's metric. Rows
 without an `answer_type` column get the inferred type; an unparseable completion scores 0.0; rows without a gold
 answer score None.
 """

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from medfoundry.evaluation.extractors import (
+from medfoundry.tasks.extractors import (
     answer_span,
     extract_free_text,
     extract_label,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from medfoundry.evaluation.extractors import normalize_text
+from medfoundry.tasks.extractors import normalize_text
 from medfoundry.training.rewards.base import column, completion_text
 from medfoundry.training.rewards.rules import final_answer_text, parse_number
 
