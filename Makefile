@@ -27,6 +27,10 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(VENV)/bin/pip install -q uv==0.13.9
 	@$(PY) -c "import torch" 2>/dev/null || $(VENV)/bin/pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 	@$(UV) pip install -q --python $(PY) -c constraints.txt -e ".[test]"
+	@# presidio-evaluator declares pandas>=3, which kfp/mlflow refuse; its data generator runs on our pandas 2.3.
+	@$(UV) pip install -q --python $(PY) --no-deps presidio-evaluator==0.3.2
+	@command -v tesseract >/dev/null || (apt-get update -qq && apt-get install -y -qq tesseract-ocr >/dev/null) \
+		|| echo "medfoundry setup: tesseract-ocr not installed; burned-in text checks will fail DICOM images"
 	@$(PY) -m medfoundry.setup_check
 	@# Real-PostgreSQL tests (MLflow backend store) start a temporary Debian PostgreSQL 15 server on 127.0.0.1.
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; } >/dev/null 2>&1 || echo "postgresql not installed: PostgreSQL tests will skip"

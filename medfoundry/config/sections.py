@@ -71,6 +71,8 @@ class DataConfig(Section):
     # Share of QA items held back from training for RL and evaluation.
     holdout_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     seed: int = 0
+    # DICOM images: burned-in identifiers found by OCR (Tesseract) and the PHI engine are masked before storing.
+    mask_burned_in_text: bool = True
 
 
 ModelFamily = Literal["qwen2_vl", "qwen2_5_vl", "llama", "auto"]

@@ -9,6 +9,26 @@ from pydantic import Field
 from medfoundry.config.sections import Section
 
 
+class CurriculumPhase(Section):
+    """One phase of a stage's curriculum: what it draws, how much, and which modules learn."""
+
+    name: str
+    # Non-padding tokens this phase trains on; turned into steps from the phase's expected example length.
+    token_budget: int = Field(..., ge=1)
+    # Weight multiplier per record source prefix (e.g. "hpo", "medquad"); "*" for the rest (default 1).
+    mixture: dict[str, float] = Field(default_factory=dict)
+    # Weight multiplier per rarity tier of the record: "rare" (mentions a rare disease), "common" (mentions other
+    # entities), "general" (no linked medical entity).
+    rarity: dict[str, float] = Field(default_factory=dict)
+    # Curation's entity-aware sample weight (from Feast when published) raised to this power: 0 ignores it, 1 uses it
+    # as is, >1 sharpens it toward rare entities.
+    entity_temperature: float = Field(1.0, ge=0)
+    # Share of draws given to general examples (no linked medical entity) as replay; None: as weighted.
+    replay_share: float | None = Field(None, ge=0, le=1)
+    # Modules that do not learn in this phase ("vision": the vision tower).
+    freeze: list[Literal["vision"]] = Field(default_factory=list)
+
+
 class TrainStageConfig(Section):
     enabled: bool = True
     max_steps: int = Field(4, ge=1)
@@ -20,15 +40,43 @@ class TrainStageConfig(Section):
     seed: int = 0
     use_lora: bool = False
     deepspeed_stage: Literal[0, 1, 2, 3] = 0
+    # Fault tolerance: an HF Trainer checkpoint every `checkpoint_every` steps (0: none), the last `checkpoint_keep`
+    # kept; a restarted stage resumes from the newest complete one.
+    checkpoint_every: int = Field(20, ge=0)
+    checkpoint_keep: int = Field(2, ge=1)
+    # Padding-free packing: each batch's examples end to end in one row, attention and loss kept within each example
+    # (position ids restart per example). Same loss as the padded path, without computing on padding.
+    packing: bool = False
+    # Recompute activations in the backward pass instead of keeping them (large models; slower steps).
+    gradient_checkpointing: bool = False
+    # Curriculum: phases in order; when set, the stage trains their summed steps (max_steps is not used).
+    curriculum: list[CurriculumPhase] = Field(default_factory=list)
+    # Steps between logged points (loss, lr, grad norm, tokens/s), streamed to MLflow while training.
+    logging_steps: int = Field(1, ge=1)
 
 
 class PretrainConfig(TrainStageConfig):
     pass
 
 
+class TeacherConfig(Section):
+    """An OpenAI-compatible chat endpoint that writes SFT reasoning traces (our own served model included)."""
+
+    base_url: str  # e.g. http://medfoundry-predictor/openai/v1
+    model: str
+    api_key_env: str = "OPENAI_API_KEY"  # the variable holding the key (never the key itself)
+    max_tokens: int = Field(512, ge=16)
+    temperature: float = Field(0.0, ge=0)
+    timeout_s: float = Field(60.0, gt=0)
+
+
 class SFTConfigSection(TrainStageConfig):
-    # Structured reasoning: targets are "<think>...</think><answer>...</answer>".
-    reasoning_format: Literal["think_answer", "plain"] = "think_answer"
+    # Targets are "<think>...</think><answer>...</answer>": `structured` fills <think> with verified four-part traces
+    # (understanding, recall, reasoning, conclusion; medfoundry.training.reasoning), `think_answer` with the record's
+    # own rationale, `plain` is the bare answer.
+    reasoning_format: Literal["structured", "think_answer", "plain"] = "think_answer"
+    # Teacher for structured traces; without one, fact-based templates (the run says so).
+    teacher: TeacherConfig | None = None
 
 
 class RLPhase(Section):

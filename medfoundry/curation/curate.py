@@ -19,7 +19,7 @@ from typing import Any
 from medfoundry.config import Profile
 from medfoundry.curation.cleaning import Removal, exact_dedup, near_dedup, quality, record_text
 from medfoundry.curation.decontam import EvalIndex, build_eval_index, decontaminate
-from medfoundry.curation.phi import default_scrubber
+from medfoundry.curation.phi import scrub_record
 from medfoundry.curation.readers import read_corpora
 from medfoundry.data.records import (
     IMAGES,
@@ -39,11 +39,6 @@ log = logging.getLogger("medfoundry.curate")
 COVERAGE_FILE = "coverage.json"
 DECONTAMINATION_FILE = "decontamination.json"
 PLOTS = "plots"
-# Record sources built from ontologies and public test images: they hold no patient data, and scrubbing them would
-# only risk damaging eponyms ("Addison disease") for nothing.
-PHI_FREE_SOURCES = frozenset(
-    {"hpo", "hpoa", "icd10cm", "pydicom", "drug", "drugs", "do", "met", "orpha", "omim"}
-)
 _OUTPUTS = (
     RECORDS,
     REMOVED,
@@ -103,7 +98,7 @@ def curate(
     phi_counts: Counter[str] = Counter()
     if cfg.scrub_phi:
         say("scrubbing PHI")
-        records = [_scrub(record, phi_counts) for record in records]
+        records = [scrub_record(record, phi_counts, out_dir) for record in records]
     lap("phi")
 
     say("removing duplicates")
@@ -260,42 +255,6 @@ def _reset(out_dir: Path) -> None:
         (out_dir / name).unlink(missing_ok=True)
     for folder in (IMAGES, PLOTS):
         shutil.rmtree(out_dir / folder, ignore_errors=True)
-
-
-def _scrub(record: Record, counts: Counter) -> Record:
-    origin = record.source.split(":", 1)[0].lower()
-    if origin in PHI_FREE_SOURCES or record.meta.get("phi_free"):
-        return record
-    scrubber = default_scrubber()  # loaded on first use: its vocabularies take seconds
-    update: dict[str, Any] = {}
-    spans = 0
-    for name in ("text", "question", "reasoning"):
-        value = getattr(record, name)
-        if value:
-            result = scrubber.scrub(value)
-            if result.spans:
-                update[name] = result.text
-                counts.update(result.counts)
-                spans += len(result.spans)
-    if record.answer and not (record.options and record.answer in record.options):
-        result = scrubber.scrub(record.answer)
-        if result.spans:
-            update["answer"] = result.text
-            counts.update(result.counts)
-            spans += len(result.spans)
-    if record.options:
-        options = {}
-        for key, value in record.options.items():
-            result = scrubber.scrub(value)
-            options[key] = result.text
-            counts.update(result.counts)
-            spans += len(result.spans)
-        update["options"] = options
-    if not spans:
-        return record
-    if record.entities:
-        update["entities"] = []  # offsets no longer hold; linking runs after cleaning anyway
-    return record.model_copy(update={**update, "meta": {**record.meta, "phi_spans": spans}})
 
 
 def _image_digests(records: Iterable[Record], out_dir: Path) -> dict[str, str]:

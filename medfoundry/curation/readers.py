@@ -38,6 +38,7 @@ _RAW_CHARS = 2000  # quarantine rows keep at most this much of a bad line
 class ReadOptions:
     max_record_chars: int = 100_000
     image_max_size: int = 512
+    mask_burned_in_text: bool = False
 
 
 def quarantine_row(
@@ -55,7 +56,9 @@ def read_corpora(uris: Iterable[str | Path], out_dir: Path, profile: Any = None)
     """Read every corpus (path or s3:// URI) into records whose images are normalized under `out_dir`."""
     options = ReadOptions()
     if profile is not None:
-        options = ReadOptions(profile.curation.max_record_chars, profile.curation.image_max_size)
+        options = ReadOptions(
+            profile.curation.max_record_chars, profile.curation.image_max_size, profile.data.mask_burned_in_text
+        )
     out_dir = Path(out_dir)
     seen_ids: dict[str, str] = {}
     for uri in uris:
@@ -370,7 +373,7 @@ def _read_image(
             yield quarantine_row(f"caption {caption_path.name}: {problem}", source, raw=caption)
             return
     try:
-        image = load_image(path)
+        image = load_image(path, mask_burned_in_text=options.mask_burned_in_text)
     except ImageDecodeError as err:
         yield quarantine_row(f"unreadable image: {err}", source, raw=str(path))
         return

@@ -45,8 +45,15 @@ class NormalizedImage:
         return self.image.size
 
 
-def load_image(path_or_bytes: str | Path | bytes, filename: str | None = None) -> NormalizedImage:
-    """Decode one image file (path or raw bytes); `filename` helps pick the format when bytes are given."""
+def load_image(
+    path_or_bytes: str | Path | bytes, filename: str | None = None, mask_burned_in_text: bool = False
+) -> NormalizedImage:
+    """Decode one image file (path or raw bytes); `filename` helps pick the format when bytes are given.
+
+    With `mask_burned_in_text`, a DICOM image's burned-in identifiers (OCR + the PHI engine, header values included)
+    are masked in the decoded image (`medfoundry.deid.dicom`); its headers are not kept beyond modality and body
+    part, which the PS3.15 Basic Profile keeps too.
+    """
     try:
         if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
             data = bytes(path_or_bytes)
@@ -64,11 +71,27 @@ def load_image(path_or_bytes: str | Path | bytes, filename: str | None = None) -
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return decoder(data, name)
+            decoded = decoder(data, name)
     except ImageDecodeError:
         raise
     except Exception as err:  # noqa: BLE001 - any decoder failure becomes a reason, never a crash
         raise ImageDecodeError(f"{kind} decode failed: {type(err).__name__}: {err}") from None
+    if mask_burned_in_text and kind == "dicom":
+        _mask_dicom_text(decoded, data)
+    return decoded
+
+
+def _mask_dicom_text(decoded: NormalizedImage, data: bytes) -> None:
+    import pydicom
+
+    from medfoundry.deid.dicom import OcrUnavailable, identifying_header_values, mask_burned_in_text
+
+    header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
+    try:
+        decoded.image, boxes = mask_burned_in_text(decoded.image, identifying_header_values(header))
+    except OcrUnavailable as err:
+        raise ImageDecodeError(str(err)) from None
+    decoded.meta["burned_in_text_boxes"] = len(boxes)
 
 
 def save_normalized(

@@ -75,7 +75,9 @@ def _multiple_choice(correct: str, pool: list[str], rng: random.Random) -> tuple
     return {LETTERS[i]: text for i, text in enumerate(options)}, LETTERS[options.index(correct)]
 
 
-def ingest_dicom(out_dir: Path, limit: int | None, holdout: float, seed: int) -> Iterator[Record | dict]:
+def ingest_dicom(
+    out_dir: Path, limit: int | None, holdout: float, seed: int, mask_burned_in_text: bool = True
+) -> Iterator[Record | dict]:
     """Caption and modality-QA records for the clinical DICOM images; quarantine dicts for unreadable files."""
     from medfoundry.data.images import ImageDecodeError, load_image, save_normalized
 
@@ -87,7 +89,7 @@ def ingest_dicom(out_dir: Path, limit: int | None, holdout: float, seed: int) ->
             return
         source = f"pydicom:{path.name}"
         try:
-            image = load_image(path)
+            image = load_image(path, mask_burned_in_text=mask_burned_in_text)
         except ImageDecodeError as err:
             yield {"raw": str(path), "source": source, "reason": f"unreadable DICOM: {err}"}
             continue
@@ -212,7 +214,11 @@ def ingest_sources(profile: Profile, out_dir: Path) -> dict[str, Any]:
     data = profile.data
     streams: list[Iterator[Record | dict]] = []
     if data.dicom:
-        streams.append(ingest_dicom(out_dir, data.max_dicom_files, data.holdout_fraction, data.seed))
+        streams.append(
+            ingest_dicom(
+                out_dir, data.max_dicom_files, data.holdout_fraction, data.seed, data.mask_burned_in_text
+            )
+        )
     if data.hpo or data.icd10cm:
         streams.append(ingest_ontologies(profile, data.max_ontology_terms))
     if data.corpora:

@@ -167,13 +167,24 @@ def _train(ctx: StageContext, trainer: str, data: Path, base_model: Path, out: P
     tracking.log_dataset_input(data, context="training")
     if ctx.profile.cluster.mode == "kubernetes":
         return _train_on_cluster(ctx, trainer, data, base_model, out)
+    if trainer == "grpo":
+        from medfoundry.training.grpo import run_grpo
+
+        return run_grpo(ctx.profile, data, base_model, out)
     if trainer == "pretrain":
         from medfoundry.training.pretrain import run_pretrain as run
-    elif trainer == "sft":
-        from medfoundry.training.sft import run_sft as run
     else:
-        from medfoundry.training.grpo import run_grpo as run
-    return run(ctx.profile, data, base_model, out)
+        from medfoundry.training.sft import run_sft as run
+    return run(ctx.profile, data, base_model, out, _checkpoint_dir(ctx, trainer))
+
+
+def _checkpoint_dir(ctx: StageContext, trainer: str) -> Path:
+    """Where a local stage keeps its checkpoints: in the workspace, per stage and profile, so a rerun of the stage
+    (a new KFP output folder) resumes where a killed one stopped. Checkpoints of another dataset or starting model
+    are not resumed from (`medfoundry.training.checkpoints.prepare_resume`)."""
+    from medfoundry.config import profile_hash
+
+    return ctx.workspace.root / "checkpoints" / trainer / profile_hash(ctx.profile)[:16]
 
 
 def _train_on_cluster(
@@ -207,6 +218,10 @@ def _train_on_cluster(
         work / "data",
         "--model",
         work / "base",
+        # The pod streams its curves into this stage's nested run; a preempted pod's replacement resumes from the
+        # checkpoints under work/out/trainer (same folder, same settings).
+        "--mlflow-run-id",
+        mlflow.active_run().info.run_id,
     ]
     cluster = ctx.profile.cluster
     manifest = build_trainjob(

@@ -15,13 +15,16 @@ SET = typer.Option(None, "--set", help="Override a profile field, e.g. --set sft
 DATA = typer.Option(..., "--data", help="Dataset folder (records.jsonl + images/).")
 MODEL = typer.Option(..., "--model", help="Model to start from: folder, s3://, hf id, smollm2.")
 OUT = typer.Option(..., "--out", help="Folder for the trained model and train_metrics.json.")
+RUN_ID = typer.Option(None, "--mlflow-run-id", envvar="MLFLOW_RUN_ID",
+                      help="MLflow run to stream the curves to while training (the stage's nested run).")
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(train_app, name="train")
 
 
-def _run(stage: str, profile: str, overrides: list[str] | None, data: Path, model: str, out: Path) -> None:
+def _run(stage: str, profile: str, overrides: list[str] | None, data: Path, model: str, out: Path,
+         run_id: str | None = None) -> None:
     from rich.console import Console
 
     from medfoundry.cli import load_profile_or_exit
@@ -36,8 +39,16 @@ def _run(stage: str, profile: str, overrides: list[str] | None, data: Path, mode
             from medfoundry.training.sft import run_sft as fn
         else:
             from medfoundry.training.grpo import run_grpo as fn
+        from medfoundry import tracking
+        from medfoundry.training.live import attach_run
+
+        if run_id:
+            import mlflow
+
+            mlflow.set_tracking_uri(tracking.resolve_tracking_uri(resolved))
         try:
-            metrics = fn(resolved, data, model, out)
+            with attach_run(run_id):
+                metrics = fn(resolved, data, model, out)
         except (ValueError, FileNotFoundError, RuntimeError) as err:
             Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
@@ -47,20 +58,20 @@ def _run(stage: str, profile: str, overrides: list[str] | None, data: Path, mode
 
 @train_app.command("pretrain")
 def pretrain_command(data: Path = DATA, model: str = MODEL, out: Path = OUT, profile: str = PROFILE,
-                     set_: list[str] = SET) -> None:
+                     set_: list[str] = SET, run_id: str = RUN_ID) -> None:
     """Continual pretraining on the dataset's texts and images."""
-    _run("pretrain", profile, set_, data, model, out)
+    _run("pretrain", profile, set_, data, model, out, run_id)
 
 
 @train_app.command("sft")
 def sft_command(data: Path = DATA, model: str = MODEL, out: Path = OUT, profile: str = PROFILE,
-                set_: list[str] = SET) -> None:
+                set_: list[str] = SET, run_id: str = RUN_ID) -> None:
     """SFT with <think>/<answer> targets on the dataset's training QA records."""
-    _run("sft", profile, set_, data, model, out)
+    _run("sft", profile, set_, data, model, out, run_id)
 
 
 @train_app.command("grpo")
 def grpo_command(data: Path = DATA, model: str = MODEL, out: Path = OUT, profile: str = PROFILE,
-                 set_: list[str] = SET) -> None:
+                 set_: list[str] = SET, run_id: str = RUN_ID) -> None:
     """GRPO on the RL half of the held-back QA records with the profile's reward mixture."""
-    _run("grpo", profile, set_, data, model, out)
+    _run("grpo", profile, set_, data, model, out, run_id)

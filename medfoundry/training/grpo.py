@@ -25,7 +25,14 @@ from medfoundry.config import Profile
 from medfoundry.config.training import RLConfig, RLPhase
 from medfoundry.data.records import Record, read_records
 from medfoundry.models.loading import LoadedModel, load_model
+from medfoundry.training.checkpoints import (
+    checkpoint_arguments,
+    checkpoint_step,
+    prepare_resume,
+    with_exact_resume,
+)
 from medfoundry.training.common import TRAINER_DIR, deepspeed_stage, finish
+from medfoundry.training.live import LiveMetricsCallback
 from medfoundry.training.qa import is_qa, is_rl_holdout, qa_messages, record_image
 from medfoundry.training.rewards import RewardResources, reward_mixture
 from medfoundry.training.rewards.grounding_index import GroundingIndex
@@ -125,6 +132,10 @@ def grounding_index(profile: Profile) -> GroundingIndex:
     return GroundingIndex(linker, tree)
 
 
+def phase_checkpoint_dir(out_dir: Path, phase: RLPhase) -> Path:
+    return Path(out_dir) / TRAINER_DIR / phase.name
+
+
 def grpo_config(profile: Profile, phase: RLPhase, out_dir: Path, num_prompts: int, weights: list[float]):
     import torch
     from trl import GRPOConfig
@@ -137,7 +148,7 @@ def grpo_config(profile: Profile, phase: RLPhase, out_dir: Path, num_prompts: in
     if zero_stage:
         prepare_cpu_deepspeed()
     return GRPOConfig(
-        output_dir=str(Path(out_dir) / TRAINER_DIR),
+        output_dir=str(phase_checkpoint_dir(out_dir, phase)),
         max_steps=phase.max_steps,
         per_device_train_batch_size=cfg.batch_size * cfg.num_generations,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
@@ -156,8 +167,8 @@ def grpo_config(profile: Profile, phase: RLPhase, out_dir: Path, num_prompts: in
         use_vllm=cfg.use_vllm,
         vllm_mode=cfg.vllm_mode,
         seed=cfg.seed,
-        logging_steps=1,
-        save_strategy="no",
+        logging_steps=cfg.logging_steps,
+        **checkpoint_arguments(cfg),
         report_to="none",
         use_cpu=not on_gpu,
         bf16=on_gpu and torch.cuda.is_bf16_supported(),
@@ -204,7 +215,12 @@ def _grpo_phase(profile: Profile, phase: RLPhase, loaded: LoadedModel, rows: lis
 
         peft_config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
     columns = [{k: v for k, v in row.items() if k not in ("pass_rate", "in_band")} for row in rows]
-    trainer = GRPOTrainer(
+    # Each phase checkpoints into its own folder, so a restarted stage resumes the phase it was killed in (finished
+    # phases resume from their final checkpoint, restoring the policy they produced).
+    settings = {"rl": cfg.model_dump(), "phase": phase.model_dump(), "rows": [r["id"] for r in rows]}
+    resume = prepare_resume(phase_checkpoint_dir(out_dir, phase), settings)
+    trainer = with_exact_resume(GRPOTrainer)(
+        callbacks=[LiveMetricsCallback()],
         model=loaded.model,
         reward_funcs=reward_funcs,
         args=grpo_config(profile, phase, out_dir, len(rows), weights),
@@ -213,12 +229,13 @@ def _grpo_phase(profile: Profile, phase: RLPhase, loaded: LoadedModel, rows: lis
         peft_config=peft_config,
         tools=resolve_tools(cfg.tools) if cfg.tools else None,
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     model = trainer.model
     loaded.model = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
     history = [row for row in trainer.state.log_history if "reward" in row]
     curves: dict[str, list] = {"reward": [(int(r["step"]), float(r["reward"])) for r in history]}
-    metrics: dict[str, Any] = {"steps": int(trainer.state.global_step), "prompts": len(rows)}
+    metrics: dict[str, Any] = {"steps": int(trainer.state.global_step), "prompts": len(rows),
+                               "resumed_from_step": checkpoint_step(resume)}
     names = {fn.__name__ for fn in reward_funcs}
     for key, name in [("reward", "reward"), *((f"rewards/{n}/mean", f"reward_{n}") for n in sorted(names)),
                       *LOGGED.items()]:  # per-step curves; the component means are recomputed below
@@ -270,7 +287,8 @@ def _rft_phase(profile: Profile, phase: RLPhase, loaded: LoadedModel, rows: list
     encoded, _ = encode_examples(loaded, examples, cfg.max_length, keep_completion=True)
     stage_cfg = cfg.model_copy(update={"max_steps": phase.max_steps})
     train_metrics, curves, trainer = train_causal_lm(loaded, encoded, stage_cfg, out_dir,
-                                                     deepspeed_stage(cfg, profile.cluster.deepspeed_stage))
+                                                     deepspeed_stage(cfg, profile.cluster.deepspeed_stage),
+                                                     phase_checkpoint_dir(out_dir, phase))
     metrics.update(steps=train_metrics["steps"], loss_first=train_metrics["loss_first"],
                    loss_last=train_metrics["loss_last"])
     return metrics, curves, trainer

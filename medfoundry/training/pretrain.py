@@ -20,10 +20,13 @@ from medfoundry.training.common import (
     deepspeed_stage,
     encode_examples,
     finish,
+    resume_settings,
     reweight_from_feature_store,
     sample_weight,
     train_causal_lm,
+    training_device,
 )
+from medfoundry.training.curriculum import example_tier
 from medfoundry.training.qa import is_qa, record_image
 
 
@@ -53,22 +56,32 @@ def pretrain_examples(loaded: LoadedModel, dataset_dir: Path) -> tuple[list[Text
         image = record_image(record, dataset_dir)
         prompt = image_prompt if image is not None and loaded.is_vision else ""
         examples.append(
-            TextExample(prompt, text + loaded.tokenizer.eos_token, image, sample_weight(record), record.id)
+            TextExample(
+                prompt,
+                text + loaded.tokenizer.eos_token,
+                image,
+                sample_weight(record),
+                record.id,
+                record.source,
+                example_tier(record.entities),
+            )
         )
     return examples, empty
 
 
-def run_pretrain(profile: Profile, dataset_dir: Path, base_model: str | Path, out_dir: Path) -> dict[str, Any]:
+def run_pretrain(
+    profile: Profile, dataset_dir: Path, base_model: str | Path, out_dir: Path, checkpoint_dir: Path | None = None
+) -> dict[str, Any]:
     """Continue pretraining `base_model` (folder, s3://, hf id) on `dataset_dir`; save to `out_dir`; return metrics
     (loss_first/last, final_loss, steps, train_tokens, tokens_per_s, examples, ...)."""
     cfg = profile.pretrain
-    loaded = load_model(base_model, profile.model)
+    loaded = load_model(base_model, profile.model, device=training_device())
     examples, empty = pretrain_examples(loaded, Path(dataset_dir))
     weights_from = reweight_from_feature_store(profile, examples)
     encoded, stats = encode_examples(loaded, examples, min(cfg.max_length, profile.model.max_length))
-    metrics, curves, trainer = train_causal_lm(
-        loaded, encoded, cfg, Path(out_dir), deepspeed_stage(cfg, profile.cluster.deepspeed_stage)
-    )
+    zero_stage = deepspeed_stage(cfg, profile.cluster.deepspeed_stage)
+    settings = resume_settings(dataset_dir, base_model)
+    metrics, curves, trainer = train_causal_lm(loaded, encoded, cfg, Path(out_dir), zero_stage, checkpoint_dir, settings)
     metrics.update(
         examples=stats.examples,
         examples_with_image=stats.with_image,

@@ -19,6 +19,7 @@ def tiny_profile():
         "tiny",
         {
             "pretrain.max_steps": 3,
+            "pretrain.curriculum": [],  # phases are tested in test_curriculum.py
             "pretrain.batch_size": 4,
             "sft.max_steps": 3,
             "sft.batch_size": 4,

@@ -30,6 +30,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+# Slow: on this shared machine each process still compiled DeepSpeed's shm comm op (minutes) in this session.
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", [2, 3])
 def test_sft_zero_on_two_cpu_processes(stage, tmp_path, tiny_profile):
