@@ -359,31 +359,20 @@ def run_grpo(profile: Profile, dataset_dir: Path, model_dir: str | Path, out_dir
             )
     trainer = None
     grpo_phases: list[dict[str, Any]] = []
-    for phase in phases(cfg):
-        pool_rows = [r for r in rows if POOLS[phase.pool](r)]
-        prefix = f"{phase.name}/"
-        if not pool_rows:
-            log.warning("RL phase %s: pool %r is empty; skipped", phase.name, phase.pool)
-            metrics[prefix + "skipped"] = 1
+    for configured in phases(cfg):
+        configured_rows = [r for r in rows if POOLS[configured.pool](r)]
+        if not configured_rows:
+            log.warning("RL phase %s: pool %r is empty; skipped", configured.name, configured.pool)
+            metrics[f"{configured.name}/skipped"] = 1
             continue
-        if len(pool_rows) < cfg.batch_size:  # a step needs batch_size groups: repeat a small pool's prompts
-            pool_rows = (pool_rows * cfg.batch_size)[: cfg.batch_size]
-        if phase.kind == "rft":
-            phase_metrics, phase_curves, phase_trainer = _rft_phase(profile, phase, loaded, pool_rows, samples, out_dir)
-        else:
-            phase_metrics, phase_curves, phase_trainer = _grpo_phase(profile, phase, loaded, pool_rows, out_dir, resources)
-            grpo_phases.append(phase_metrics)
-            for name, values in phase_curves.items():  # one run-wide curve per metric across the GRPO phases
-                curve = curves.setdefault(name, [])
-                curve.extend((len(curve) + i, v) for i, (_, v) in enumerate(values, 1))
-        trainer = phase_trainer or trainer
-        metrics.update({prefix + k: v for k, v in phase_metrics.items()})
-        curves.update({prefix + k: v for k, v in phase_curves.items()})
+        for phase, pool_rows in single_modality_parts(configured, configured_rows, loaded.is_vision):
+            trainer = _run_phase(profile, phase, loaded, pool_rows, samples, out_dir, resources, metrics, curves,
+                                 grpo_phases) or trainer
     if not grpo_phases:
         raise ValueError("RL: no GRPO phase ran (every phase's pool was empty)")
     rewards = curves["reward"]
     metrics.update(
-        steps=sum(int(metrics.get(f"{p.name}/steps", 0)) for p in phases(cfg)),
+        steps=sum(int(v) for k, v in metrics.items() if k.endswith("/steps")),
         mean_reward=sum(v for _, v in rewards) / len(rewards),
         reward_first=rewards[0][1],
         reward_last=rewards[-1][1],
@@ -394,3 +383,40 @@ def run_grpo(profile: Profile, dataset_dir: Path, model_dir: str | Path, out_dir
         values = [p[key] for p in grpo_phases if key in p]
         metrics[key] = sum(values) / len(values)
     return finish(loaded, Path(out_dir), metrics, curves, trainer)
+
+
+def single_modality_parts(phase: RLPhase, rows: list[dict[str, Any]],
+                          is_vision: bool) -> list[tuple[RLPhase, list[dict[str, Any]]]]:
+    """A phase whose pool mixes image and text-only prompts runs as two parts (image rows, then text rows) sharing its
+    steps: TRL's GRPOTrainer hands its processor `None` for the text rows of a mixed batch and fails."""
+    with_image = [r for r in rows if r.get("image") is not None]
+    if phase.kind == "rft" or not is_vision or not with_image or len(with_image) == len(rows):
+        return [(phase, rows)]
+    text_only = [r for r in rows if r.get("image") is None]
+    image_steps = max(1, round(phase.max_steps * len(with_image) / len(rows)))
+    return [
+        (phase.model_copy(update={"name": f"{phase.name}-images", "max_steps": image_steps}), with_image),
+        (phase.model_copy(update={"name": f"{phase.name}-text", "max_steps": max(1, phase.max_steps - image_steps)}),
+         text_only),
+    ]
+
+
+def _run_phase(profile: Profile, phase: RLPhase, loaded: LoadedModel, pool_rows: list[dict[str, Any]], samples: Any,
+               out_dir: Path, resources: RewardResources, metrics: dict[str, Any], curves: dict[str, list],
+               grpo_phases: list[dict[str, Any]]) -> Any:
+    """One phase (or single-modality part of one): its metrics and curves land under `<name>/`; returns its trainer."""
+    cfg = profile.rl
+    prefix = f"{phase.name}/"
+    if len(pool_rows) < cfg.batch_size:  # a step needs batch_size groups: repeat a small pool's prompts
+        pool_rows = (pool_rows * cfg.batch_size)[: cfg.batch_size]
+    if phase.kind == "rft":
+        phase_metrics, phase_curves, phase_trainer = _rft_phase(profile, phase, loaded, pool_rows, samples, out_dir)
+    else:
+        phase_metrics, phase_curves, phase_trainer = _grpo_phase(profile, phase, loaded, pool_rows, out_dir, resources)
+        grpo_phases.append(phase_metrics)
+        for name, values in phase_curves.items():  # one run-wide curve per metric across the GRPO phases
+            curve = curves.setdefault(name, [])
+            curve.extend((len(curve) + i, v) for i, (_, v) in enumerate(values, 1))
+    metrics.update({prefix + k: v for k, v in phase_metrics.items()})
+    curves.update({prefix + k: v for k, v in phase_curves.items()})
+    return phase_trainer

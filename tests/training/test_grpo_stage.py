@@ -57,3 +57,19 @@ def test_rl_stage_logs_every_reward_component(workspace, rl_dataset, base_model_
     assert logged["groups"] == 2 and 0 <= logged["zero_variance_groups"] <= 2  # 1 step of batch_size 2 groups
     assert logged["alignment/steps"] == 1
     assert figures["mean_reward"] == logged["mean_reward"]
+
+
+def test_mixed_image_and_text_pool_runs_as_single_modality_parts_cpu_safe():
+    """TRL's GRPOTrainer fails on a batch mixing image and text-only prompts (the tiny demo's `all` pool does)."""
+    from medfoundry.config.training import RLPhase
+    from medfoundry.training.grpo import single_modality_parts
+
+    rows = [{"id": "a", "image": object()}, {"id": "b"}, {"id": "c"}, {"id": "d", "image": object()}]
+    phase = RLPhase(name="alignment", pool="all", max_steps=4)
+    parts = single_modality_parts(phase, rows, is_vision=True)
+    assert [(p.name, p.max_steps, [r["id"] for r in part]) for p, part in parts] == [
+        ("alignment-images", 2, ["a", "d"]),
+        ("alignment-text", 2, ["b", "c"]),
+    ]
+    assert single_modality_parts(phase, rows, is_vision=False) == [(phase, rows)]
+    assert single_modality_parts(phase, rows[:1], is_vision=True) == [(phase, rows[:1])]
