@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from medfoundry.data.records import Record
-from medfoundry.evaluation.extractors import extract_label, extract_option, normalize_text
+from medfoundry.tasks.extractors import extract_label, extract_option, normalize_text
 from medfoundry.training.qa import YES_NO, YES_NO_MAYBE, task_of
 
 log = logging.getLogger("medfoundry.training")

@@ -19,5 +19,12 @@ def small_tree(tmp_path_factory) -> Path:
     from medfoundry.entities.tree import build_tree
 
     folder = tmp_path_factory.mktemp("entity-tree") / "tree"
-    build_tree(None, 300).save(folder)
+    tree = build_tree(None, 300)
+    # Rarity comes from Orphanet / the DO rare slim, which the first 300 nodes per source do not reach: flag one
+    # linkable disease rare so the rare tier is exercised (rarity rules themselves are tested in tests/entities).
+    frame = tree.frame
+    diseases = frame.index[(frame["kind"] == "disease") & frame["linkable"].astype(bool)
+                           & (frame["name"].str.len() > 8) & ~frame["name"].str.contains(r"[(,\[]")]
+    frame.loc[diseases[0], "rare"] = True
+    tree.save(folder)
     return folder
