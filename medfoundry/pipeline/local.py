@@ -66,15 +66,30 @@ def run_pipeline_locally(pipeline: str, profile: Profile, run_id: str | None = N
     """Run a pipeline through kfp.local's SubprocessRunner in this environment; never raises for stage failures.
 
     `run_id` continues a run record the console created when it started this process (keeping its pid and log)."""
-    from kfp import local
-
-    from medfoundry import tracking
     from medfoundry.pipeline.compiler import pipeline_module
 
     module = pipeline_module(pipeline)
     workspace = Workspace.resolve(profile.workspace)
     # Stages run in subprocesses: pin the workspace and tracking store so all of them share one state.
     profile = profile.model_copy(update={"workspace": str(workspace.root)})
+    # The pins below last for this run only: a caller that runs several pipelines in one process (tests, the
+    # console's service) must not inherit one run's workspace or run id in the next.
+    saved_env = {key: os.environ.get(key) for key in ("MEDFOUNDRY_HOME", PIPELINE_RUN_ENV)}
+    try:
+        return _run_pinned(module, profile, workspace, pipeline, run_id)
+    finally:
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _run_pinned(module: Any, profile: Profile, workspace: Workspace, pipeline: str, run_id: str | None) -> LocalRun:
+    from kfp import local
+
+    from medfoundry import tracking
+
     os.environ["MEDFOUNDRY_HOME"] = str(workspace.root)
     existing = workspace.runs / f"{run_id}.json" if run_id else None
     run = LocalRun.load(existing) if existing and existing.is_file() else LocalRun(
