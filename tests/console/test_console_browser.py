@@ -77,6 +77,9 @@ def console(tmp_path_factory, model_server):
     from medfoundry.release.promote import promote_model
 
     home = tmp_path_factory.mktemp("console_ws")
+    # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI, so an earlier test's store can linger in the
+    # environment: the versions below must land in this workspace's store, the one the console reads.
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
     model_dir = home / "model-files"
     model_dir.mkdir()
     (model_dir / "config.json").write_text('{"model_type": "tiny"}')
