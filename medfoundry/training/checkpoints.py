@@ -129,13 +129,29 @@ class EpochSeededSampler(torch.utils.data.Sampler[int]):
         return iter(torch.multinomial(self.weights, n, replacement=True, generator=generator).tolist())
 
 
+def reseeded_per_epoch(sampler: Any) -> Any:
+    """A sampler that owns a seeded generator (TRL's RepeatSampler, GRPO's prompt order) made to draw epoch e's order
+    from (seed, e), like `EpochSeededSampler`. Its generator is seeded once and advances epoch after epoch, and no
+    checkpoint holds it: a GRPO run resumed in a later epoch would replay epoch 0's prompt order. The Trainer calls
+    `set_epoch` (through accelerate's DataLoaderShard) before each epoch, resumed or not."""
+    generator, seed = getattr(sampler, "generator", None), getattr(sampler, "seed", None)
+    if not isinstance(generator, torch.Generator) or seed is None or hasattr(sampler, "set_epoch"):
+        return sampler
+    sampler.set_epoch = lambda epoch: generator.manual_seed(seed * 100_003 + epoch)
+    return sampler
+
+
 def with_exact_resume(trainer_class: type) -> type:
-    """`trainer_class` whose resume restores every weight. The HF Trainer loads a checkpoint's safetensors with
+    """`trainer_class` whose resume restores every weight and, for samplers with their own generator, the order of
+    the resumed epoch (`reseeded_per_epoch`). The HF Trainer loads a checkpoint's safetensors with
     `load_state_dict(strict=False)`, but `save_pretrained` writes vision-language models (Qwen2-VL, ...) under their
     original checkpoint key names, which differ from the module's own; the load then silently keeps the old weights.
     Here the checkpoint is read back through `from_pretrained` (which maps the names) and loaded strictly."""
 
     class ExactResume(trainer_class):
+        def _get_train_sampler(self, *args, **kwargs):
+            return reseeded_per_epoch(super()._get_train_sampler(*args, **kwargs))
+
         def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
             model = model if model is not None else self.model
             config_file = Path(resume_from_checkpoint) / "config.json"
