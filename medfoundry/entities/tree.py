@@ -37,7 +37,7 @@ from medfoundry.entities.normalize import normalize_form
 
 TREE_FILE = "tree.parquet"
 META_FILE = "meta.json"
-BUILDER_VERSION = "4"  # 2: rarity from Orphanet / DO rare slim; HPO-annotated diseases under parents
+BUILDER_VERSION = "5"  # 2: rarity from Orphanet / DO rare slim; HPO-annotated diseases under parents
 
 KINDS = (
     "disease",
@@ -184,6 +184,17 @@ def _strip_code_range(description: str) -> str:
 def _basis(rule: str, code: str) -> dict:
     source, text = RARITY_RULES[rule]
     return {"source": source, "rule": text, "code": code}
+
+
+# HPO inheritance annotations of common complex diseases and sporadic cancers (not of a Mendelian rare disease):
+# multifactorial (HP:0001426) and somatic (HP:0001442 somatic mosaicism, HP:0001428 somatic mutation).
+_NON_MENDELIAN_INHERITANCE = frozenset({"HP:0001426", "HP:0001442", "HP:0001428"})
+
+
+def _non_mendelian(node) -> bool:
+    """An OMIM entry for susceptibility to a common disease, or annotated multifactorial or somatic by HPO."""
+    inheritance = set(node.attributes.get("inheritance", ()))
+    return bool(_SUSCEPTIBILITY.search(node.name) or inheritance & _NON_MENDELIAN_INHERITANCE)
 
 
 def _name_key(name: str) -> str:
@@ -357,7 +368,8 @@ class _Builder:
                 if prefix in ("MIM", "OMIM", "ORDO", "ORPHA"):
                     target = f"{_XREF_TARGETS[prefix]}:{value}"
                     self.do_terms_of[target].append(row["id"])
-                    if term and confirmed:
+                    entry = self.nodes.get(target)
+                    if confirmed and not (entry is not None and _non_mendelian(entry)):
                         self.rare_xrefs.setdefault(target, row["id"])
             self._add_merge_edges(row["id"], node_xrefs)
         for filename, kind, source in (
@@ -399,15 +411,23 @@ class _Builder:
         for xref in entries:
             prefix, _, value = xref.partition(":")
             node = self.nodes.get(f"{_XREF_TARGETS[prefix]}:{value}")
-            if node is not None and _name_key(node.name) in names and not _SUSCEPTIBILITY.search(node.name):
+            if node is not None and _non_mendelian(node):
+                targets.append((value, node))
+                continue
+            if node is not None and _name_key(node.name) in names:
                 return ""  # an entry of the same name
             targets.append((value, node))
         if len(targets) == 1:
             value, node = targets[0]
             if value.startswith("PS"):
                 return "DO_rare_slim term whose only OMIM cross-reference is a phenotypic series of a common disease"
-            if node is not None and _SUSCEPTIBILITY.search(node.name):
-                return f"DO_rare_slim term whose only OMIM cross-reference is a susceptibility entry ({node.name})"
+            if node is None:
+                return "DO_rare_slim term whose only OMIM/Orphanet cross-reference is no disease entry of phenotype.hpoa"
+            if _non_mendelian(node):
+                return (
+                    f"DO_rare_slim term whose only OMIM cross-reference ({node.name}) is a susceptibility entry or "
+                    "multifactorial/somatic by HPO's inheritance annotation"
+                )
             return ""  # one-to-one: the term and its one entry are the same disease
         return "DO_rare_slim term whose OMIM/Orphanet cross-references name other (rarer or susceptibility) entries"
 
