@@ -44,6 +44,10 @@ def _scan(size: int, shapes: list[tuple[int, int, int]]) -> Image.Image:
     return image
 
 
+def _ct_caption(record_id: str, text: str, image: str) -> Record:
+    return Record(id=record_id, source="user:teaching", kind="caption", text=text, image=image, modality="CT")
+
+
 @pytest.fixture()
 def validated_dataset(tmp_path):
     folder = tmp_path / "validated"
@@ -66,22 +70,10 @@ def validated_dataset(tmp_path):
             kind="text",
             text="Radiology quiz night, question 4 as posted:\n" + leaked_item + "\nAnswer key: A.",
         ),
-        Record(
-            id="teaching-caption",
-            source="user:teaching",
-            kind="caption",
-            text="Axial slice from an outside teaching collection, windowed for soft tissue.",
-            image="images/teaching-file.jpg",
-            modality="CT",
-        ),
-        Record(
-            id="other-caption",
-            source="user:teaching",
-            kind="caption",
-            text="Computed tomography of the abdomen in the portal venous phase, a different patient.",
-            image="images/other-ct.png",
-            modality="CT",
-        ),
+        _ct_caption("teaching-caption", "Axial slice from an outside teaching collection, windowed for soft tissue.",
+                    "images/teaching-file.jpg"),
+        _ct_caption("other-caption", "Computed tomography of the abdomen in the portal venous phase, another patient.",
+                    "images/other-ct.png"),
         Record(
             id="clean-note",
             source="user:notes",
