@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
 from pathlib import Path
@@ -71,9 +72,13 @@ def prepare_resume(checkpoint_dir: Path, settings: dict[str, Any]) -> Path | Non
             for folder in checkpoint_dir.glob("checkpoint-*"):
                 shutil.rmtree(folder, ignore_errors=True)
     found = newest_checkpoint(checkpoint_dir)
-    if _rank() == 0:
+    if _rank() == 0 and not (key_file.is_file() and json.loads(key_file.read_text()) == key):
+        # written whole under another name, then renamed: the other ranks read this file meanwhile (torchrun), and
+        # a half-written one failed them with a JSONDecodeError
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        key_file.write_text(json.dumps(key, indent=2, sort_keys=True))
+        partial = key_file.with_name(f"{RESUME_KEY}.{os.getpid()}.tmp")
+        partial.write_text(json.dumps(key, indent=2, sort_keys=True))
+        os.replace(partial, key_file)
     if found is not None:
         log.warning("resuming from %s", found)
     return found
@@ -97,8 +102,6 @@ def checkpoint_step(checkpoint: Path | None) -> int:
 def _rank() -> int:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank()
-    import os
-
     return int(os.environ.get("RANK", "0"))
 
 
