@@ -170,6 +170,19 @@ def _inflection_bases(word: str) -> tuple[str, ...]:
     return tuple(bases)
 
 
+# A name followed by one of these is an eponym (Parkinson disease, Babinski sign) or a product (Cetaphil cream),
+# not a person.
+EPONYM_HEAD = re.compile(
+    r"^(?:'s|’s)?[ \t-]+(?:disease|syndrome|sign|signs|test|maneuver|manoeuvre|reflex|phenomenon|palsy|lymphoma|"
+    r"sarcoma|tumou?r|criteria|score|scale|classification|procedure|operation|fracture|node|nodes|law|triad|"
+    r"disorder|anomaly|dystrophy|ataxia|chorea|disease's|body|bodies|cell|cells|ulcer|hernia|cyst|murmur|"
+    r"position|technique|repair|method|solution|lens|stage|staging|type|grade|index|formula|equation|rule|"
+    r"point|line|space|duct|gland|canal|angle|virus|infection|fever|contracture|deformity|thyroiditis|"
+    r"encephalopathy|encephalitis|neuralgia|neuroma|phenomenon|phenomena|effect|test's|histology|halo|vest|brace|"
+    r"cream|lotion|ointment|gel|spray|tablets?|capsules?|drops|patch|cleanser|shampoo|inhaler|pump|device|meter)\b",
+    re.IGNORECASE,
+)
+
 # ------------------------------------------------------------------------------------------------ patterns
 
 _MONTH = (
@@ -365,7 +378,8 @@ _PATTERNS: list[tuple[str, str, re.Pattern[str], int]] = [
         "DATE",
         "year-in-context",
         re.compile(
-            r"(?i)\b(?:in|since|from|until|born|year|of|by|circa|during|early|late|mid)[ \t]+((?:19|20)\d{2})\b(?![ \t]*(?:mg|mcg|ml|g|kg|units?|cc|%))"
+            r"(?i)\b(?:in|since|from|until|born|year|of|by|circa|during|early|late|mid|a|an|the)[ \t]+((?:19|20)\d{2})\b"
+            r"(?![ \t]*(?:mg|mcg|ml|g|kg|units?|cc|%|cal|calories|kcal|steps|feet|ft|meters|m|miles|lbs?))"
         ),
         1,
     ),
@@ -477,6 +491,7 @@ _UNICODE_TITLE_NAME = regex.compile(
 _NAME_LINE = regex.compile(rf"(?m)^[ \t}}?>*-]*({_UW}(?:[ \t]+(?:\p{{Lu}}\.?|{_UW})){{1,3}})[ \t]*$")
 _STRONG_NAME_CUE = regex.compile(
     rf"(?i:\b(?:my name is|maiden name is|name is|name:|name on the account(?: is)?\??(?:[ \t]*User:)?|your name\?|"
+    rf"(?:first|last|middle|given|family|sur)[ \t]?name(?: is)?[ \t]*[?:]|"
     rf"call me|named(?: him| her)?|dear|directed by:?|written by|signed by|sung by))[ \t,:]*\n?[ \t]*({_UNAME})"
 )
 _NAME_CUE = regex.compile(
@@ -518,9 +533,7 @@ _RARE_ZIPF = 3.0
 # Words at least this common ("why" 5.9, "this" 7.0) are function words even where the surname list holds them.
 _FUNCTION_WORD_ZIPF = 5.5
 _WORD_TOKEN = regex.compile(r"(?<![\w@/.])\p{L}[\p{L}\p{M}'’-]*(?![\w])")  # words, not "icd10cm" or "x@y"
-_PARTICLES = frozenset(
-    "van von der den de da del della di du dos das la le ten ter bin ibn al el".split()
-)
+_PARTICLES = frozenset("van von der den de da del della di du dos das la le ten ter bin ibn al el".split())
 _NAME_GAP = re.compile(r"\.?[ \t]{1,2}")
 _COORDINATION = r"(?:[ \t]*,[ \t]*(?:and[ \t]+|&[ \t]+)?|[ \t]+(?:and|&)[ \t]+)"
 _COORDINATED_AFTER = regex.compile(rf"{_COORDINATION}(\p{{Lu}}[\p{{L}}'’-]*)")
@@ -649,13 +662,15 @@ class PhiRules:
         found_parts: set[str] = set()
 
         def claim_name(start: int, end: int, rule: str, trim: bool = True) -> None:
-            # Trim words that are clinical/ordinary vocabulary off the end ("Dr. Smith Cardiology" -> "Smith"); after
-            # a strong cue ("my maiden name is Talon") only note words are trimmed.
+            # Trim words that are clinical/ordinary vocabulary off the end ("Dr. Smith Cardiology" -> "Smith"), never
+            # the word right after a title ("Mr. Talon"); after a strong cue ("my maiden name is Talon") only note
+            # words are trimmed.
             words = list(re.finditer(r"\S+", text[start:end]))
-            while words and (
+            keep = 1 if rule == "title" else 0
+            while len(words) > keep and (
                 words[-1].group().lower().strip(".,") in self.stopwords
                 or trim
-                and words[-1].group().lower().rstrip(".") in self.core_vocabulary
+                and _known(words[-1].group().lower().rstrip("."), self.core_vocabulary, self.english_words)
                 and not self._census(words[-1].group())
             ):
                 words.pop()
@@ -683,6 +698,8 @@ class PhiRules:
         for m in _NAME_CUE.finditer(text):
             words = [w.lower().strip(".,") for w in m.group(1).split()]
             if all(w in self.vocabulary for w in words if len(w) > 2):  # "add Lyrica": a drug, not a person
+                continue
+            if _abbreviation(m.group(1).split()[0]):  # "the EKGs and": abbreviations are not people
                 continue
             claim_name(m.start(1), m.end(1), "cue")
         for m in _NAME_LIST.finditer(text):
@@ -729,8 +746,8 @@ class PhiRules:
                 claim_name(m.start(1), m.end(2), "last-comma-first")
         for m in _NAME_THEN_VERB.finditer(text):
             words = m.group(1).split()
-            if len(words[0]) <= 2 or words[0].isupper():
-                continue  # abbreviations ("CT is", "MRI was") are not people
+            if len(words[0]) <= 2 or _abbreviation(words[0]):
+                continue  # abbreviations ("CT is", "MRIs were") are not people
             if words[0] not in self.first_names and english_zipf(words[0].lower()) >= _FUNCTION_WORD_ZIPF:
                 continue  # "Why is", "This was": function words the surname list happens to hold
             # A census name, or a word no vocabulary knows ("Bizier began", "Carolos is from").
@@ -740,8 +757,8 @@ class PhiRules:
                 for w in words
                 if len(w) > 2
             ) and not any(w.lower() in _HEADER_WORDS for w in words):
-                claim(m.start(1), m.end(1), "NAME", "name-then-verb")
-                found_parts.update(w for w in words if len(w) > 2)
+                if claim(m.start(1), m.end(1), "NAME", "name-then-verb"):
+                    found_parts.update(w for w in words if len(w) > 2)
 
         tokens = [
             (m.start(), m.start() + len(_strip_possessive(m.group())), _strip_possessive(m.group()))
@@ -786,12 +803,11 @@ class PhiRules:
                 for m in re.finditer(rf"(?<![\w]){re.escape(upper)}(?![\w])", text):
                     claim(m.start(), m.end(), "NAME", "propagated")
 
-
     def _rare_word(self, word: str) -> bool:
         """A capitalized word that no clinical, note or English word list knows and that English text rarely uses:
         a proper name ("Gyarmaty", "Tsuneto"). Inflections of a known word ("Alleviating", "Postoperatively"),
         abbreviations and their plurals ("EKGs", "AFib") and compounds of known words ("A-Fib") are not."""
-        if len(word) < 3 or not word[0].isupper() or word[1].isupper() or word[:-1].isupper():
+        if len(word) < 3 or not word[0].isupper() or _abbreviation(word):
             return False
         lower = word.lower()
         if lower in _HEADER_WORDS or any(self._known_word(base) for base in _inflection_bases(lower)):
@@ -869,7 +885,11 @@ class PhiRules:
 
         k = 0
         while k < len(tokens):
-            if not self._rare_word(_strip_possessive(tokens[k][2])) or not free(tokens[k][0], tokens[k][1]):
+            if (
+                not self._rare_word(_strip_possessive(tokens[k][2]))
+                or not free(tokens[k][0], tokens[k][1])
+                or _product_context(text, tokens[k][0], tokens[k][0] + len(_strip_possessive(tokens[k][2])))
+            ):
                 k += 1
                 continue
             a = k
@@ -883,6 +903,34 @@ class PhiRules:
             claim_words(a, b)
             k = b + 1
         return found
+
+
+# What a drug or product is taken, started or dosed with: "taking Vicodin", "Sinemet 25 mg".
+_DRUG_BEFORE = re.compile(
+    r"(?i)\b(?:tak(?:e|es|ing)|took|start(?:ed|ing)?|prescribed|us(?:e|es|ed|ing)|drinking|getting|given|received|"
+    r"tried|on|off|course of|dose of|trial of)[ \t]+(?:a[ \t]+)?$"
+)
+_DOSE_AFTER = re.compile(r"(?i)-\d|[ \t]*\d+(?:\.\d+)?[ \t]*(?:mg|mcg|g|ml|units?|%|tabs?)\b")
+
+
+def _product_context(text: str, start: int, end: int) -> bool:
+    """A rare word used as a drug or product ("taking Vicodin", "Sinemet 25 mg") or an eponym ("Shimada
+    histology", "Lhermitte's phenomena") is not a person."""
+    after = text[end : end + 40]
+    return bool(
+        EPONYM_HEAD.match(after)
+        or _DOSE_AFTER.match(after)
+        or _DRUG_BEFORE.search(text[max(0, start - 24) : start])
+    )
+
+
+def _known(lower: str, *word_lists: frozenset[str]) -> bool:
+    return any(lower in words for words in word_lists)
+
+
+def _abbreviation(word: str) -> bool:
+    """ "MRI", "EKGs", "AFib", "ADLs": capitals after the first letter, or all capitals but a plural s."""
+    return len(word) > 1 and (word[1].isupper() or word.rstrip("s").isupper())
 
 
 def _strip_possessive(word: str) -> str:
