@@ -177,3 +177,22 @@ def test_queue_is_bounded_beyond_the_running_slots(engine):
     # 10 arrive at once: 2 may wait, the scheduler may already have admitted up to 2 into slots.
     assert 6 <= len(refused) <= 8 and all(r.retry_after >= 1 for r in refused)
     assert len(served) == 10 - len(refused)
+
+
+def test_engine_runs_on_packed_weights_and_leaves_the_loaded_model_as_it_was(engine):
+    """The engine's serving view computes with oneDNN-packed linears (the batched-decoding speed-up) on the loaded
+    model's own tensors; the loaded model, which `generate`, training and evaluation use, is not changed."""
+    import torch
+
+    from medfoundry.serving.engine import _PackedLinear
+
+    model, view = engine.loaded.model, engine.model
+    linears = [name for name, m in model.named_modules() if type(m) is torch.nn.Linear]
+    served = dict(view.named_modules())
+    assert linears and all(isinstance(served[name].forward, _PackedLinear) for name in linears)
+    assert all("forward" not in vars(m) for m in model.modules())
+    assert {id(p) for p in view.parameters()} == {id(p) for p in model.parameters()}  # no weight copied
+    ids = torch.arange(3, 40).view(1, -1)
+    with torch.inference_mode():
+        expected, got = model(input_ids=ids).logits, view(input_ids=ids).logits
+    assert torch.allclose(expected, got, atol=1e-4)
