@@ -90,15 +90,20 @@ def _key(kmock, name):
     return (kmock.resource(f"{trainjob.GROUP}/{trainjob.VERSION}/{trainjob.PLURAL}"), NAMESPACE, name)
 
 
+async def _created(kmock, name):
+    """The TrainJob's key once the code under test has created it (up to 2 min: importing the kubernetes client is
+    slow on a loaded machine)."""
+    key = _key(kmock, name)
+    for _ in range(6000):
+        if key in kmock.objects:
+            return key
+        await asyncio.sleep(0.02)
+    raise AssertionError("the TrainJob was never created")
+
+
 async def _controller(kmock, name, statuses, step_s=0.15):
     """Plays the Trainer controller: waits for the TrainJob, then writes each status in turn."""
-    key = _key(kmock, name)
-    for _ in range(6000):  # up to 2 min: importing the kubernetes client is slow on a loaded machine
-        if key in kmock.objects:
-            break
-        await asyncio.sleep(0.02)
-    else:
-        raise AssertionError("the TrainJob was never created")
+    key = await _created(kmock, name)
     for status in statuses:
         await asyncio.sleep(step_s)
         kmock.objects[key].patch({"status": status})
@@ -257,13 +262,7 @@ async def _trainer(kmock, statuses, write_metrics: dict | None = None):
     import json
     from pathlib import Path
 
-    key = _key(kmock, _job_name())
-    for _ in range(6000):  # up to 2 min: importing the kubernetes client is slow on a loaded machine
-        if key in kmock.objects:
-            break
-        await asyncio.sleep(0.02)
-    else:
-        raise AssertionError("the TrainJob was never created")
+    key = await _created(kmock, _job_name())
     args = kmock.objects[key]["spec"]["trainer"]["args"]
     out = Path(args[args.index("--out") + 1])
     if write_metrics is not None:
@@ -361,13 +360,7 @@ async def _pod(kmock, metrics: dict):
     inputs, writes a model and metrics to its --out, then marks the job complete."""
     import json
 
-    key = _key(kmock, _job_name())
-    for _ in range(6000):  # up to 2 min: importing the kubernetes client is slow on a loaded machine
-        if key in kmock.objects:
-            break
-        await asyncio.sleep(0.02)
-    else:
-        raise AssertionError("the TrainJob was never created")
+    key = await _created(kmock, _job_name())
     args = kmock.objects[key]["spec"]["trainer"]["args"]
 
     def arg(flag):
