@@ -241,7 +241,8 @@ def test_rl_stage_calls_tools_with_the_small_profiles_tool_settings(workspace, b
         "rl.max_tool_calling_iterations": small.max_tool_calling_iterations, "rl.rewards": small.rewards,
         "rl.phases": tools_phases, "rl.prompt_pool.enabled": False,
         "rl.num_generations": 2, "rl.max_completion_length": 104, "rl.temperature": 0.5,
-        "sft.max_steps": 150, "sft.max_length": 200, "sft.packing": False,
+        "sft.max_steps": 120, "sft.batch_size": 2, "sft.max_length": 4400, "model.max_length": 4400,
+        "sft.packing": False,
     })
     cache = Workspace.resolve(profile.workspace).cache / "entity_tree"  # play curate: the tree it cached
     EntityTree.from_rows(VOCABULARY).save(cache / cache_key(None, profile.curation.max_nodes_per_source))
