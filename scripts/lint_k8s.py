@@ -601,7 +601,8 @@ def compiled_cluster_objects() -> tuple[list[dict[str, Any]], str]:
 
     profile = load_profile("production-7b")
     cluster = profile.cluster
-    trainjob = build_trainjob(profile, "sft", ["train", "sft"], "mf-sft-lint")
+    claim = CACHE_PVC if cluster.trainjob_inputs != "object-store" else None
+    trainjob = build_trainjob(profile, "sft", ["train", "sft"], "mf-sft-lint", cache_pvc=claim)
     step = {
         "kind": "Pod",
         "metadata": {"name": "pipeline-step", "namespace": cluster.namespace},

@@ -42,8 +42,14 @@ def workspace(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(autouse=True)
 def _isolated_mlflow_state():
     """MLflow keeps the tracking URI, registry URI, active experiment and run in module globals: reset them after
-    every test so one test's store never leaks into the next."""
+    every test so one test's store never leaks into the next. `mlflow.set_tracking_uri` also exports
+    MLFLOW_TRACKING_URI, so the variable is put back as it was before the test."""
+    tracking_uri_before = os.environ.get("MLFLOW_TRACKING_URI")
     yield
+    if tracking_uri_before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri_before
     import sys
 
     if "mlflow" not in sys.modules:

@@ -8,10 +8,12 @@ and the stage code picks DeepSpeed up from the profile, so the same stage runs i
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from medfoundry.cluster.kfp_settings import CACHE_MOUNT, CACHE_PVC, step_image
@@ -112,7 +114,7 @@ def build_trainjob(
 
     `profile` is a Profile (its storage/tracking sections add S3 and MLflow settings) or a bare ClusterConfig.
     The cache volume (ReadWriteMany, mounted at /cache as in pipeline steps) is where the launching step stages
-    inputs and collects outputs.
+    inputs and collects outputs; with object-store staging (`cache_pvc=None`) the job mounts no claim at all.
     """
     if not _DNS_LABEL.match(name) or len(name) > 63:
         raise ValueError(f"TrainJob name {name!r} must be a DNS label (a-z, 0-9, '-', at most 63 characters)")
@@ -210,24 +212,100 @@ def build_trainjob(
 
 
 POD_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+CLAIM, OBJECT_STORE = "claim", "object-store"
 
 
-def check_same_namespace(trainjob_namespace: str, namespace_file: str = POD_NAMESPACE_FILE) -> None:
-    """Refuse to launch from another namespace than the TrainJob's: a PersistentVolumeClaim is visible only in its own
-    namespace, so the job would mount a different (or no) cache claim than the one this step staged its inputs on."""
-    from pathlib import Path
-
-    path = Path(namespace_file)
-    if not path.is_file():
-        return  # not in a pod (tests, a laptop): nothing to compare
-    own = path.read_text().strip()
-    if own and own != trainjob_namespace:
+def input_staging(profile: Any, namespace_file: str | None = None) -> str:
+    """How a TrainJob gets its inputs: on the launching step's cache claim (CLAIM) or through the object store
+    (OBJECT_STORE). A claim is visible only in its own namespace, so `auto` uses the object store when this step runs
+    in another namespace than the TrainJob's (e.g. a Kubeflow profile namespace)."""
+    cluster = _cluster_section(profile)
+    choice = cluster.trainjob_inputs
+    if choice == "auto":
+        path = Path(namespace_file or POD_NAMESPACE_FILE)
+        own = path.read_text().strip() if path.is_file() else ""  # not in a pod (tests, a laptop): same namespace
+        choice = OBJECT_STORE if own and own != cluster.namespace else CLAIM
+    uri = profile.storage.uri
+    if choice == OBJECT_STORE and not uri.startswith("s3://"):
         raise TrainJobFailed(
-            "-", "WrongNamespace",
-            f"this step runs in namespace {own!r} but cluster.namespace is {trainjob_namespace!r}: the TrainJob could "
-            "not see the inputs staged on this step's cache claim. Run the pipeline in the TrainJob's namespace "
-            "(Kubeflow profile namespace) or set cluster.namespace to it (docs/deploy.md step 5)",
+            "-", "NoObjectStore",
+            f"the TrainJob in namespace {cluster.namespace!r} reads its inputs from the object store, but storage.uri is "
+            f"{uri or '(empty)'!r}: set storage.uri to s3://<bucket>, or run the pipeline in namespace "
+            f"{cluster.namespace!r} with cluster.trainjob_inputs: claim (docs/deploy.md)",
         )
+    return choice
+
+
+@dataclass(frozen=True)
+class StagedInputs:
+    """Where the TrainJob finds what the launching step staged (paths on the claim, or s3:// URIs)."""
+
+    data: str
+    model: str
+    profile: str
+    out: str
+    collect: Callable[[Path], None]  # copies the job's --out into the step's output folder
+
+
+def stage_inputs(profile: Any, name: str, data: Path, base_model: Path, how: str, cache_dir: Path) -> StagedInputs:
+    """Put a training stage's dataset, starting model and profile where its TrainJob `name` reads them."""
+    import shutil
+    import tempfile
+
+    if how == CLAIM:
+        work = cache_dir / "trainjobs" / name
+        shutil.copytree(data, work / "data", dirs_exist_ok=True)
+        shutil.copytree(base_model, work / "base", dirs_exist_ok=True)
+        (work / "profile.yaml").write_text(profile.to_yaml())
+        return StagedInputs(
+            str(work / "data"), str(work / "base"), str(work / "profile.yaml"), str(work / "out"),
+            lambda out: shutil.copytree(work / "out", out, dirs_exist_ok=True),
+        )
+    from medfoundry.storage import open_storage
+
+    # Run-specific prefix (the job name holds the KFP run id): a retried step overwrites the same objects.
+    store = open_storage(profile.storage.uri, endpoint_url=profile.storage.endpoint_url, region=profile.storage.region)
+    prefix = f"trainjobs/{name}"
+    store.put_dir(data, f"{prefix}/data")
+    store.put_dir(base_model, f"{prefix}/base")
+    with tempfile.TemporaryDirectory() as tmp:
+        profile_file = Path(tmp) / "profile.yaml"
+        profile_file.write_text(profile.to_yaml())
+        store.put_file(profile_file, f"{prefix}/profile.yaml")
+    return StagedInputs(
+        store.url(f"{prefix}/data"), store.url(f"{prefix}/base"), store.url(f"{prefix}/profile.yaml"),
+        store.url(f"{prefix}/out"), lambda out: store.get_dir(f"{prefix}/out", out),
+    )
+
+
+@dataclass(frozen=True)
+class PodPaths:
+    data: Path
+    model: str
+    profile: str
+    out: Path
+
+
+@contextlib.contextmanager
+def pod_paths(data: str, model: str, out: str, profile: str) -> Iterator[PodPaths]:
+    """Inside a TrainJob pod: s3:// inputs (object-store staging) downloaded to a private folder, and an s3:// --out
+    uploaded by rank 0 once training succeeded. Local paths (claim staging, laptops) pass through unchanged."""
+    import os
+    import tempfile
+
+    from medfoundry.storage import fetch, open_storage
+
+    with tempfile.TemporaryDirectory(prefix="medfoundry-trainjob-") as tmp:
+        local = Path(tmp)
+        if profile.startswith("s3://"):
+            folder, _, file_name = profile.rpartition("/")
+            profile = str(open_storage(folder).get_file(file_name, local / file_name))
+        if model.startswith("s3://"):
+            model = str(fetch(model, local / "model"))
+        out_dir = local / "out" if out.startswith("s3://") else Path(out)
+        yield PodPaths(fetch(data, local / "data"), model, profile, out_dir)
+        if out.startswith("s3://") and os.environ.get("RANK", "0") == "0":
+            open_storage(out).put_dir(out_dir, "")
 
 
 def status_of(obj: dict[str, Any]) -> TrainJobStatus:
@@ -320,7 +398,6 @@ def submit_and_wait(
 def trainjob_tracking_run() -> Any:
     """Inside a TrainJob: on rank 0 with $MLFLOW_RUN_ID, the stage's MLflow run resumed (curves land in it while
     training); otherwise a context that does nothing."""
-    import contextlib
     import os
 
     if not os.environ.get("MLFLOW_RUN_ID") or os.environ.get("RANK", "0") != "0":

@@ -147,3 +147,7 @@ class ClusterConfig(Section):
     training_runtime: str = "torch-distributed"
     storage_secret: str = "medfoundry-s3"
     service_account: str = "medfoundry-pipeline"
+    # How TrainJobs read their inputs: `claim` (the launching step's cache claim, same namespace only),
+    # `object-store` (uploaded under storage.uri's trainjobs/<job>/, downloaded by the pods; no claim, any namespace,
+    # any number of nodes), `auto` (the object store when the launching step runs in another namespace).
+    trainjob_inputs: Literal["auto", "claim", "object-store"] = "auto"

@@ -18,7 +18,7 @@ from typing import Any
 
 from medfoundry.config import Profile
 from medfoundry.curation.cleaning import Removal, exact_dedup, near_dedup, quality, record_text
-from medfoundry.curation.decontam import EvalIndex, build_eval_index, decontaminate
+from medfoundry.curation.decontam import EvalIndex, decontaminate, profile_eval_index
 from medfoundry.curation.phi import scrub_record
 from medfoundry.curation.readers import read_corpora
 from medfoundry.data.records import (
@@ -38,6 +38,7 @@ log = logging.getLogger("medfoundry.curate")
 
 COVERAGE_FILE = "coverage.json"
 DECONTAMINATION_FILE = "decontamination.json"
+HELDOUT_BENCHMARK = "heldout"  # the evaluate stage's name for the dataset's own held-out split
 PLOTS = "plots"
 _OUTPUTS = (
     RECORDS,
@@ -125,19 +126,17 @@ def curate(
 
     # -- decontaminate --------------------------------------------------------------------------------------------
     say("decontaminating against evaluation sets and the profile's benchmarks")
-    index = build_eval_index(
-        eval_sets or [],
-        n=cfg.decontamination_ngram,
-        benchmarks=profile.eval.benchmarks if cfg.decontaminate_benchmarks else (),
-        data_dir=profile.eval.data_dir,
-        minhash_threshold=cfg.decontamination_minhash_threshold,
-        image_distance=cfg.decontamination_image_distance,
-    )
+    index = profile_eval_index(profile, eval_sets or [])
     eval_items = len(index.item_ids)
     if cfg.decontaminate_holdout:
-        for record in records:
-            if record.split == "holdout":
-                index.add(f"holdout:{record.id}", record_text(record))
+        # The evaluate stage scores the held-out split as its "heldout" (and "report_findings") benchmark, the only
+        # benchmarks a profile without ../shared evaluates on: its texts and images are evaluation items too.
+        held_out = [record for record in records if record.split == "holdout"]
+        for record in held_out:
+            image = out_dir / record.image if record.image else None
+            index.add(f"{HELDOUT_BENCHMARK}:{record.id}", record_text(record), image)
+        if held_out:
+            index.benchmarks[HELDOUT_BENCHMARK] = len(held_out)
     train = [r for r in records if r.split == "train"]
     holdout = [r for r in records if r.split != "train"]
     train, contaminated = decontaminate(train, index, image_root=out_dir)

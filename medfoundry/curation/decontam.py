@@ -209,6 +209,21 @@ def build_eval_index(
     return index
 
 
+def profile_eval_index(profile, eval_sets: Iterable[Path] = ()) -> EvalIndex:
+    """The index the curate stage checks training data against: `eval_sets` plus every public benchmark the
+    profile's evaluate stage scores (`eval.benchmarks` under `eval.data_dir`). The dataset's own held-out split, the
+    evaluate stage's "heldout" benchmark, is added by the curate stage once the split is known."""
+    cfg = profile.curation
+    return build_eval_index(
+        eval_sets,
+        n=cfg.decontamination_ngram,
+        benchmarks=profile.eval.benchmarks if cfg.decontaminate_benchmarks else (),
+        data_dir=profile.eval.data_dir,
+        minhash_threshold=cfg.decontamination_minhash_threshold,
+        image_distance=cfg.decontamination_image_distance,
+    )
+
+
 def decontaminate(
     records: Iterable[Record], index: EvalIndex, image_root: Path | None = None
 ) -> tuple[list[Record], list[Removal]]:

@@ -132,6 +132,9 @@ def _scrub_name(value: str, key: bytes) -> tuple[str, tuple[str, ...]]:
         if span.kind not in ("URL", "EMAIL")
         and not span.rule.startswith(NER_RULE_PREFIX)
         and span.rule not in _LAYOUT_RULES
+        # A word is rare-name evidence only where the file name itself capitalizes it ("Gyarmaty_scan.png",
+        # not "pydicom_ct.dcm").
+        and not (span.rule == "rare-word" and value[span.start].islower())
     ]
     if not spans:
         return value, ()

@@ -84,15 +84,16 @@ def curate_shard(
     with (out_dir / KEPT).open("w", encoding="utf-8") as kept, (out_dir / "removed.jsonl").open(
         "w", encoding="utf-8"
     ) as removed:
+        stem = Path(shard).stem
         for line_no, row, problem in _iter_jsonl(shard):
             read += 1
-            record_id = str(row.get("id", f"{Path(shard).stem}:{line_no}")) if row else f"{Path(shard).stem}:{line_no}"
+            record_id = str(row.get("id", f"{stem}:{line_no}")) if row else f"{stem}:{line_no}"
             text = str(row.get("text", "")) if row else ""
             reason = problem or ("empty text" if not text.strip() else "")
-            if not reason and quality(text, "text").score < min_quality:
+            tokens = word_tokens(text) if not reason else []  # once per record: quality, hash and MinHash share them
+            if not reason and quality(text, "text", tokens).score < min_quality:
                 reason = "low_quality"
-            tokens = word_tokens(text) if not reason else []
-            digest = _text_hash(tokens) if tokens else 0
+            digest = _text_hash(tokens) if tokens and not reason else 0
             if not reason and digest in seen:
                 reason = "exact_duplicate"
             if reason:
@@ -100,7 +101,7 @@ def curate_shard(
                 removed.write(json.dumps({"id": record_id, "reason": reason}) + "\n")
                 continue
             seen.add(digest)
-            signature = signer.signature(text)
+            signature = signer.signature(text, tokens)
             hashes.append(digest)
             signatures.append(signature.astype(np.uint64))
             ids.append(record_id)

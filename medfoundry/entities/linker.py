@@ -35,7 +35,7 @@ from medfoundry.entities.abbreviations import AbbreviationResolver
 from medfoundry.entities.normalize import DOCUMENT_SEPARATOR, code_points, fold, is_acronym, normalize_form
 from medfoundry.entities.tree import EntityTree
 
-LINKER_VERSION = "4"  # bump when matching or form selection changes: invalidates cached linkers
+LINKER_VERSION = "5"  # bump when matching or form selection changes: invalidates cached linkers
 _ENTITY, _PRE, _POST, _PSEUDO, _TERMINATOR = 0, 1, 2, 3, 4
 _FAMILY_PRE, _FAMILY_POST, _HISTORICAL_PRE, _HISTORICAL_POST = 5, 6, 7, 8
 _ABBREVIATION_HOW = ("", "defined", "context")
@@ -610,7 +610,9 @@ def _uninverted(form: str) -> list[str]:
 
 def _variants(form: str, kind: str) -> list[str]:
     """Spelling variants of a source form: bracketed qualifiers, ', unspecified' and possessive 's dropped or added,
-    diacritics folded to ASCII, and (for diseases, phenotypes, symptoms and anatomy) the plural of the last word."""
+    diacritics folded to ASCII, and (for diseases, phenotypes, symptoms and anatomy) the plural of the last word.
+    Diseases also get the spellings prose uses: a trailing subtype numeral with "type", "of the" for "of", and without
+    a "with or without ..." tail, a leading "chromosome" or a trailing "spectrum"."""
     # each rule runs only where its cheap substring test says it can apply (this runs for ~300k forms)
     candidates = []
     if "(" in form or "[" in form:
@@ -640,6 +642,19 @@ def _variants(form: str, kind: str) -> list[str]:
                 candidates.append(match.group(1))
         if form[:5].lower() == "type ":
             candidates.append(_LEADING_TYPE.sub(r"\2 type \1", form))
+        lowered = form.lower()
+        if "," not in form:
+            match = _TRAILING_NUMBER.match(form)
+            if match and not match.group(1).lower().endswith((" type", " group", " class")):
+                candidates.append(f"{match.group(1)} type {match.group(2)}")  # "Glycogen storage disease VII"
+        if " with or without " in lowered:  # "Gyrate atrophy of choroid and retina with or without ornithinemia"
+            candidates.append(form[: lowered.index(" with or without ")])
+        if " of " in lowered and " of the " not in lowered:  # "absence of vas deferens" as prose writes it
+            candidates.append(re.sub(r" of (?!the )", " of the ", form, count=1, flags=re.IGNORECASE))
+        if lowered.startswith("chromosome ") and lowered[11:12].isdigit():  # "chromosome 18q deletion syndrome"
+            candidates.append(form[11:])
+        if lowered.endswith(" spectrum"):  # "Stevens-Johnson syndrome/toxic epidermal necrolysis spectrum"
+            candidates.append(form[: -len(" spectrum")])
     if kind in _PLURAL_KINDS:
         candidates.append(_plural(form) or "")
     lowered = form.lower()

@@ -37,7 +37,7 @@ from medfoundry.entities.normalize import normalize_form
 
 TREE_FILE = "tree.parquet"
 META_FILE = "meta.json"
-BUILDER_VERSION = "3"  # 2: rarity from Orphanet / DO rare slim; HPO-annotated diseases under parents
+BUILDER_VERSION = "5"  # 2: rarity from Orphanet / DO rare slim; HPO-annotated diseases under parents
 
 KINDS = (
     "disease",
@@ -184,6 +184,17 @@ def _strip_code_range(description: str) -> str:
 def _basis(rule: str, code: str) -> dict:
     source, text = RARITY_RULES[rule]
     return {"source": source, "rule": text, "code": code}
+
+
+# HPO inheritance annotations of common complex diseases and sporadic cancers (not of a Mendelian rare disease):
+# multifactorial (HP:0001426) and somatic (HP:0001442 somatic mosaicism, HP:0001428 somatic mutation).
+_NON_MENDELIAN_INHERITANCE = frozenset({"HP:0001426", "HP:0001442", "HP:0001428"})
+
+
+def _non_mendelian(node) -> bool:
+    """An OMIM entry for susceptibility to a common disease, or annotated multifactorial or somatic by HPO."""
+    inheritance = set(node.attributes.get("inheritance", ()))
+    return bool(_SUSCEPTIBILITY.search(node.name) or inheritance & _NON_MENDELIAN_INHERITANCE)
 
 
 def _name_key(name: str) -> str:
@@ -345,24 +356,20 @@ class _Builder:
                     attributes={"symptoms": symptoms[row["id"]]} if symptoms.get(row["id"]) else {},
                 )
             )
-            confirmed = any(
-                x.split(":", 1)[0] in ("MIM", "OMIM", "ORDO", "ORPHA") for x in node_xrefs
-            )
-            if term and confirmed:
+            unconfirmed = self._rare_slim_unconfirmed(row["label"], term, node_xrefs) if term else ""
+            confirmed = bool(term) and not unconfirmed
+            if confirmed:
                 self.nodes[row["id"]].attributes["rare_basis"] = [_basis("do_rare_slim", row["id"])]
-            elif (
-                term
-            ):  # GARD-only rare-slim terms include Alzheimer disease, tuberculosis and bipolar disorder
+            elif term:
                 self.nodes[row["id"]].rare = False
-                self.nodes[row["id"]].attributes["not_rare_reason"] = (
-                    "DO_rare_slim term without an Orphanet or OMIM cross-reference"
-                )
+                self.nodes[row["id"]].attributes["not_rare_reason"] = unconfirmed
             for xref in node_xrefs:
                 prefix, _, value = xref.partition(":")
                 if prefix in ("MIM", "OMIM", "ORDO", "ORPHA"):
                     target = f"{_XREF_TARGETS[prefix]}:{value}"
                     self.do_terms_of[target].append(row["id"])
-                    if term and confirmed:
+                    entry = self.nodes.get(target)
+                    if confirmed and not (entry is not None and _non_mendelian(entry)):
                         self.rare_xrefs.setdefault(target, row["id"])
             self._add_merge_edges(row["id"], node_xrefs)
         for filename, kind, source in (
@@ -386,6 +393,43 @@ class _Builder:
                 )
                 if kind == "symptom":
                     self._add_merge_edges(term["id"], term["xrefs"])
+
+    def _rare_slim_unconfirmed(self, label: str, term: dict, xrefs: list[str]) -> str:
+        """Why a DO_rare_slim term is not confirmed rare by its OMIM/Orphanet cross-references ("" when it is).
+
+        The rare slim is built from GARD, which lists common diseases with rare forms (asthma, psoriasis, Parkinson
+        disease); a cross-reference confirms the term only when it names the same disease: the one OMIM/Orphanet
+        entry the term points to, or an entry (from HPO's phenotype.hpoa) carrying the term's name or a synonym.
+        A term whose entries are susceptibility loci or an OMIM phenotypic series (MIM:PS...) of a common disease,
+        or that points to several entries none of which carries its name (the familial or early-onset forms of
+        hypertension or prostate cancer), is not confirmed."""
+        entries = [x for x in xrefs if x.split(":", 1)[0] in ("MIM", "OMIM", "ORDO", "ORPHA")]
+        if not entries:  # GARD-only rare-slim terms include Alzheimer disease, tuberculosis and bipolar disorder
+            return "DO_rare_slim term without an Orphanet or OMIM cross-reference"
+        names = {_name_key(label), *(_name_key(s["text"]) for s in term.get("synonyms", []) if s["scope"] == "EXACT")}
+        targets = []
+        for xref in entries:
+            prefix, _, value = xref.partition(":")
+            node = self.nodes.get(f"{_XREF_TARGETS[prefix]}:{value}")
+            if node is not None and _non_mendelian(node):
+                targets.append((value, node))
+                continue
+            if node is not None and _name_key(node.name) in names:
+                return ""  # an entry of the same name
+            targets.append((value, node))
+        if len(targets) == 1:
+            value, node = targets[0]
+            if value.startswith("PS"):
+                return "DO_rare_slim term whose only OMIM cross-reference is a phenotypic series of a common disease"
+            if node is None:
+                return "DO_rare_slim term whose only OMIM/Orphanet cross-reference is no disease entry of phenotype.hpoa"
+            if _non_mendelian(node):
+                return (
+                    f"DO_rare_slim term whose only OMIM cross-reference ({node.name}) is a susceptibility entry or "
+                    "multifactorial/somatic by HPO's inheritance annotation"
+                )
+            return ""  # one-to-one: the term and its one entry are the same disease
+        return "DO_rare_slim term whose OMIM/Orphanet cross-references name other (rarer or susceptibility) entries"
 
     def _add_merge_edges(self, node_id: str, xrefs: Iterable[str]) -> None:
         for xref in xrefs:

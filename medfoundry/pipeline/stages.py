@@ -190,44 +190,39 @@ def _checkpoint_dir(ctx: StageContext, trainer: str) -> Path:
 def _train_on_cluster(
     ctx: StageContext, trainer: str, data: Path, base_model: Path, out: Path
 ) -> dict[str, Any]:
-    """Stage inputs on the shared cache volume, run `medfoundry train <trainer>` as a TrainJob on nodes x GPUs,
+    """Stage inputs where the TrainJob reads them (the shared cache claim, or the object store when the job runs in
+    another namespace: `cluster.trainjob_inputs`), run `medfoundry train <trainer>` as a TrainJob on nodes x GPUs,
     stream its status into the step's log, and collect the trained model. A failed job fails the step with the
     job's reason (TrainJobFailed)."""
     import os
-    import shutil
 
     import mlflow
 
-    from medfoundry.cluster.kfp_settings import CACHE_MOUNT
-    from medfoundry.cluster.trainjob import build_trainjob, check_same_namespace, submit_and_wait
+    from medfoundry.cluster.kfp_settings import CACHE_MOUNT, CACHE_PVC
+    from medfoundry.cluster.trainjob import (
+        CLAIM,
+        build_trainjob,
+        input_staging,
+        stage_inputs,
+        submit_and_wait,
+    )
+    from medfoundry.training.common import METRICS_FILE
 
-    # The job reads its inputs from the cache claim this step writes: both must be in the job's namespace.
-    check_same_namespace(ctx.profile.cluster.namespace)
+    how = input_staging(ctx.profile)
     run_tag = mlflow.get_run(ctx.parent_run_id).data.tags.get("medfoundry.pipeline_run_id", ctx.parent_run_id)
     name = f"mf-{trainer}-{run_tag}".lower()[:63].rstrip("-")
-    work = Path(os.environ.get("MEDFOUNDRY_CACHE_DIR", CACHE_MOUNT)) / "trainjobs" / name
-    shutil.copytree(data, work / "data", dirs_exist_ok=True)
-    shutil.copytree(base_model, work / "base", dirs_exist_ok=True)
-    (work / "profile.yaml").write_text(ctx.profile.to_yaml())
-    args = [
-        "train",
-        trainer,
-        "--profile",
-        work / "profile.yaml",
-        "--data",
-        work / "data",
-        "--model",
-        work / "base",
-        # The pod streams its curves into this stage's nested run; a preempted pod's replacement resumes from the
-        # checkpoints under work/out/trainer (same folder, same settings).
-        "--mlflow-run-id",
-        mlflow.active_run().info.run_id,
-    ]
+    cache_dir = Path(os.environ.get("MEDFOUNDRY_CACHE_DIR", CACHE_MOUNT))
+    staged = stage_inputs(ctx.profile, name, data, base_model, how, cache_dir)
+    stage_run_id = mlflow.active_run().info.run_id
+    # The pod streams its curves into this stage's nested run; with claim staging a preempted pod's replacement
+    # resumes from the checkpoints under the job's --out folder (same folder, same settings).
+    args = ["train", trainer, "--profile", staged.profile, "--data", staged.data, "--model", staged.model,
+            "--mlflow-run-id", stage_run_id, "--out", staged.out]
     cluster = ctx.profile.cluster
     manifest = build_trainjob(
-        ctx.profile, ctx.stage, [*map(str, args), "--out", str(work / "out")], name,
-        mlflow_run_id=mlflow.active_run().info.run_id,
+        ctx.profile, ctx.stage, args, name, mlflow_run_id=stage_run_id, cache_pvc=CACHE_PVC if how == CLAIM else None
     )
+    mlflow.set_tag("medfoundry.trainjob_inputs", how)
     status = submit_and_wait(
         manifest,
         namespace=cluster.namespace,
@@ -236,9 +231,7 @@ def _train_on_cluster(
         on_status=lambda s: log.warning("TrainJob %s: %s %s", name, s.phase, s.message or ""),
     )
     mlflow.set_tag("medfoundry.trainjob", f"{name}: {status.phase}")
-    shutil.copytree(work / "out", out, dirs_exist_ok=True)
-    from medfoundry.training.common import METRICS_FILE
-
+    staged.collect(out)
     return json.loads((out / METRICS_FILE).read_text())
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
 from pathlib import Path
@@ -71,9 +72,13 @@ def prepare_resume(checkpoint_dir: Path, settings: dict[str, Any]) -> Path | Non
             for folder in checkpoint_dir.glob("checkpoint-*"):
                 shutil.rmtree(folder, ignore_errors=True)
     found = newest_checkpoint(checkpoint_dir)
-    if _rank() == 0:
+    if _rank() == 0 and not (key_file.is_file() and json.loads(key_file.read_text()) == key):
+        # written whole under another name, then renamed: the other ranks read this file meanwhile (torchrun), and
+        # a half-written one failed them with a JSONDecodeError
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        key_file.write_text(json.dumps(key, indent=2, sort_keys=True))
+        partial = key_file.with_name(f"{RESUME_KEY}.{os.getpid()}.tmp")
+        partial.write_text(json.dumps(key, indent=2, sort_keys=True))
+        os.replace(partial, key_file)
     if found is not None:
         log.warning("resuming from %s", found)
     return found
@@ -97,8 +102,6 @@ def checkpoint_step(checkpoint: Path | None) -> int:
 def _rank() -> int:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank()
-    import os
-
     return int(os.environ.get("RANK", "0"))
 
 
@@ -129,13 +132,29 @@ class EpochSeededSampler(torch.utils.data.Sampler[int]):
         return iter(torch.multinomial(self.weights, n, replacement=True, generator=generator).tolist())
 
 
+def reseeded_per_epoch(sampler: Any) -> Any:
+    """A sampler that owns a seeded generator (TRL's RepeatSampler, GRPO's prompt order) made to draw epoch e's order
+    from (seed, e), like `EpochSeededSampler`. Its generator is seeded once and advances epoch after epoch, and no
+    checkpoint holds it: a GRPO run resumed in a later epoch would replay epoch 0's prompt order. The Trainer calls
+    `set_epoch` (through accelerate's DataLoaderShard) before each epoch, resumed or not."""
+    generator, seed = getattr(sampler, "generator", None), getattr(sampler, "seed", None)
+    if not isinstance(generator, torch.Generator) or seed is None or hasattr(sampler, "set_epoch"):
+        return sampler
+    sampler.set_epoch = lambda epoch: generator.manual_seed(seed * 100_003 + epoch)
+    return sampler
+
+
 def with_exact_resume(trainer_class: type) -> type:
-    """`trainer_class` whose resume restores every weight. The HF Trainer loads a checkpoint's safetensors with
+    """`trainer_class` whose resume restores every weight and, for samplers with their own generator, the order of
+    the resumed epoch (`reseeded_per_epoch`). The HF Trainer loads a checkpoint's safetensors with
     `load_state_dict(strict=False)`, but `save_pretrained` writes vision-language models (Qwen2-VL, ...) under their
     original checkpoint key names, which differ from the module's own; the load then silently keeps the old weights.
     Here the checkpoint is read back through `from_pretrained` (which maps the names) and loaded strictly."""
 
     class ExactResume(trainer_class):
+        def _get_train_sampler(self, *args, **kwargs):
+            return reseeded_per_epoch(super()._get_train_sampler(*args, **kwargs))
+
         def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
             model = model if model is not None else self.model
             config_file = Path(resume_from_checkpoint) / "config.json"

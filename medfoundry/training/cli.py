@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import typer
 
@@ -12,9 +11,9 @@ train_app = typer.Typer(help="Run one training stage (continual pretraining, SFT
 
 PROFILE = typer.Option("tiny", "--profile", "-p", help="Profile name (tiny, small, production-7b) or YAML.")
 SET = typer.Option(None, "--set", help="Override a profile field, e.g. --set sft.max_steps=2.")
-DATA = typer.Option(..., "--data", help="Dataset folder (records.jsonl + images/).")
+DATA = typer.Option(..., "--data", help="Dataset folder (records.jsonl + images/) or s3:// prefix.")
 MODEL = typer.Option(..., "--model", help="Model to start from: folder, s3://, hf id, smollm2.")
-OUT = typer.Option(..., "--out", help="Folder for the trained model and train_metrics.json.")
+OUT = typer.Option(..., "--out", help="Folder (or s3:// prefix) for the trained model and train_metrics.json.")
 RUN_ID = typer.Option(None, "--mlflow-run-id", envvar="MLFLOW_RUN_ID",
                       help="MLflow run to stream the curves to while training (the stage's nested run).")
 
@@ -23,16 +22,17 @@ def register(app: typer.Typer) -> None:
     app.add_typer(train_app, name="train")
 
 
-def _run(stage: str, profile: str, overrides: list[str] | None, data: Path, model: str, out: Path,
+def _run(stage: str, profile: str, overrides: list[str] | None, data: str, model: str, out: str,
          run_id: str | None = None) -> None:
     from rich.console import Console
 
     from medfoundry.cli import load_profile_or_exit
-    from medfoundry.cluster.trainjob import trainjob_tracking_run
+    from medfoundry.cluster.trainjob import pod_paths, trainjob_tracking_run
 
-    resolved = load_profile_or_exit(profile, overrides)
     console = Console()
-    with trainjob_tracking_run(), console.status(f"{stage}: training ({resolved.name} profile)..."):
+    # s3:// arguments: a TrainJob whose inputs were staged through the object store (medfoundry.cluster.trainjob).
+    with pod_paths(data, model, out, profile) as paths, trainjob_tracking_run(), console.status(f"{stage}: training..."):
+        resolved = load_profile_or_exit(paths.profile, overrides)
         if stage == "pretrain":
             from medfoundry.training.pretrain import run_pretrain as fn
         elif stage == "sft":
@@ -48,7 +48,7 @@ def _run(stage: str, profile: str, overrides: list[str] | None, data: Path, mode
             mlflow.set_tracking_uri(tracking.resolve_tracking_uri(resolved))
         try:
             with attach_run(run_id):
-                metrics = fn(resolved, data, model, out)
+                metrics = fn(resolved, paths.data, paths.model, paths.out)
         except (ValueError, FileNotFoundError, RuntimeError) as err:
             Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
@@ -57,21 +57,21 @@ def _run(stage: str, profile: str, overrides: list[str] | None, data: Path, mode
 
 
 @train_app.command("pretrain")
-def pretrain_command(data: Path = DATA, model: str = MODEL, out: Path = OUT, profile: str = PROFILE,
+def pretrain_command(data: str = DATA, model: str = MODEL, out: str = OUT, profile: str = PROFILE,
                      set_: list[str] = SET, run_id: str = RUN_ID) -> None:
     """Continual pretraining on the dataset's texts and images."""
     _run("pretrain", profile, set_, data, model, out, run_id)
 
 
 @train_app.command("sft")
-def sft_command(data: Path = DATA, model: str = MODEL, out: Path = OUT, profile: str = PROFILE,
+def sft_command(data: str = DATA, model: str = MODEL, out: str = OUT, profile: str = PROFILE,
                 set_: list[str] = SET, run_id: str = RUN_ID) -> None:
     """SFT with <think>/<answer> targets on the dataset's training QA records."""
     _run("sft", profile, set_, data, model, out, run_id)
 
 
 @train_app.command("grpo")
-def grpo_command(data: Path = DATA, model: str = MODEL, out: Path = OUT, profile: str = PROFILE,
+def grpo_command(data: str = DATA, model: str = MODEL, out: str = OUT, profile: str = PROFILE,
                  set_: list[str] = SET, run_id: str = RUN_ID) -> None:
     """GRPO on the RL half of the held-back QA records with the profile's reward mixture."""
     _run("grpo", profile, set_, data, model, out, run_id)

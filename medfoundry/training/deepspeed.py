@@ -44,10 +44,12 @@ def build_deepspeed_config(zero_stage: int, offload: bool = False) -> dict[str, 
 
 
 def prepare_cpu_deepspeed() -> None:
-    """On CPU, skip DeepSpeed's shared-memory comm op: building it compiles C++ on first use (~100 s); gloo works
-    without it."""
+    """On CPU, skip DeepSpeed's shared-memory comm op: building it compiles C++ on first use (100 s to minutes);
+    gloo works without it. The module is taken from `sys.modules`: `import deepspeed.comm.torch as m` binds the
+    `torch` package itself (deepspeed.comm re-exports it under that name), so patching it would change nothing."""
     if torch.cuda.is_available():
         return
-    import deepspeed.comm.torch as ds_torch
+    import importlib
 
-    ds_torch.build_shm_op = lambda: None
+    ds_comm_torch = importlib.import_module("deepspeed.comm.torch")
+    ds_comm_torch.build_shm_op = lambda: None

@@ -44,7 +44,7 @@ from medfoundry.training.tools import TOOLS, resolve_tools
 log = logging.getLogger("medfoundry.training")
 CLOSED_TYPES = {"option", "yes_no", "number", "set", "regex"}
 # Metrics TRL logs per step that the stage reports as per-phase means.
-LOGGED = {"kl": "kl", "entropy": "entropy", "clip_ratio/high_mean": "clip_high", "clip_ratio/low_mean": "clip_low",
+LOGGED = {"loss": "loss", "kl": "kl", "entropy": "entropy", "clip_ratio/high_mean": "clip_high", "clip_ratio/low_mean": "clip_low",
           "entropy_coef": "entropy_coef", "reward_std": "reward_std", "completions/mean_length": "completion_length",
           "tools/call_frequency": "tool_calls_per_completion"}
 
@@ -443,7 +443,8 @@ def _run_phase(profile: Profile, phase: RLPhase, loaded: LoadedModel, pool_rows:
         grpo_phases.append(phase_metrics)
         for name, values in phase_curves.items():  # one run-wide curve per metric across the GRPO phases
             curve = curves.setdefault(name, [])
-            curve.extend((len(curve) + i, v) for i, (_, v) in enumerate(values, 1))
+            start = len(curve)  # not len(curve) inside the generator: it grows while extending (steps 1, 3, 5 ...)
+            curve.extend((start + i, v) for i, (_, v) in enumerate(values, 1))
     metrics.update({prefix + k: v for k, v in phase_metrics.items()})
     curves.update({prefix + k: v for k, v in phase_curves.items()})
     return phase_trainer

@@ -90,15 +90,20 @@ def _key(kmock, name):
     return (kmock.resource(f"{trainjob.GROUP}/{trainjob.VERSION}/{trainjob.PLURAL}"), NAMESPACE, name)
 
 
+async def _created(kmock, name):
+    """The TrainJob's key once the code under test has created it (up to 2 min: importing the kubernetes client is
+    slow on a loaded machine)."""
+    key = _key(kmock, name)
+    for _ in range(6000):
+        if key in kmock.objects:
+            return key
+        await asyncio.sleep(0.02)
+    raise AssertionError("the TrainJob was never created")
+
+
 async def _controller(kmock, name, statuses, step_s=0.15):
     """Plays the Trainer controller: waits for the TrainJob, then writes each status in turn."""
-    key = _key(kmock, name)
-    for _ in range(200):
-        if key in kmock.objects:
-            break
-        await asyncio.sleep(0.02)
-    else:
-        raise AssertionError("the TrainJob was never created")
+    key = await _created(kmock, name)
     for status in statuses:
         await asyncio.sleep(step_s)
         kmock.objects[key].patch({"status": status})
@@ -209,7 +214,11 @@ async def test_a_job_deleted_underneath_fails_the_step(trainjob_api, production)
 @pytest.fixture
 def cluster_step(trainjob_api, workspace, tmp_path, monkeypatch):
     """A production-7b stage context on a sqlite MLflow store, a kubeconfig pointing at kmock, the cache claim in a
-    temp folder, and a small dataset and base model to stage."""
+    temp folder, and a small dataset and base model to stage (through the claim)."""
+    return _cluster_step(trainjob_api, workspace, tmp_path, monkeypatch, {"cluster.trainjob_inputs": "claim"})
+
+
+def _cluster_step(trainjob_api, workspace, tmp_path, monkeypatch, overrides):
     from medfoundry import tracking
     from medfoundry.pipeline.stages import StageContext
 
@@ -224,7 +233,7 @@ def cluster_step(trainjob_api, workspace, tmp_path, monkeypatch):
     profile = load_profile(
         "production-7b",
         {"workspace": str(workspace), "tracking.uri": f"sqlite:///{workspace / 'mlflow.db'}",
-         "cluster.trainjob_poll_seconds": 0.05, "cluster.kueue_queue": "gpu-queue"},
+         "cluster.trainjob_poll_seconds": 0.05, "cluster.kueue_queue": "gpu-queue", **overrides},
     )
     parent = tracking.start_pipeline_run(profile, "medical-mllm-recipe", "kfp-run-0042")
     data, base = tmp_path / "data", tmp_path / "base"
@@ -253,13 +262,7 @@ async def _trainer(kmock, statuses, write_metrics: dict | None = None):
     import json
     from pathlib import Path
 
-    key = _key(kmock, _job_name())
-    for _ in range(500):
-        if key in kmock.objects:
-            break
-        await asyncio.sleep(0.02)
-    else:
-        raise AssertionError("the TrainJob was never created")
+    key = await _created(kmock, _job_name())
     args = kmock.objects[key]["spec"]["trainer"]["args"]
     out = Path(args[args.index("--out") + 1])
     if write_metrics is not None:
@@ -334,14 +337,117 @@ async def test_a_retried_launcher_reattaches_to_its_finished_job(trainjob_api, c
     assert len(posts) == 1  # the create was answered 409 and the step attached to the existing job
 
 
-def test_launching_from_another_namespace_is_refused(tmp_path):
-    from medfoundry.cluster.trainjob import check_same_namespace
+# --- TrainJob inputs through the object store (a launching step in another namespace than the job) ---------------
 
-    own = tmp_path / "namespace"
-    own.write_text("kubeflow")
-    with pytest.raises(TrainJobFailed, match="could not see the inputs"):
-        check_same_namespace("medfoundry", str(own))
-    check_same_namespace("kubeflow", str(own))
+
+@pytest.fixture
+def step_in_profile_namespace(trainjob_api, workspace, tmp_path, monkeypatch, s3_env):
+    """The launching step runs in a Kubeflow profile namespace (`kubeflow-user`) while the TrainJob runs in
+    `medfoundry`; storage is SeaweedFS. The profile leaves `cluster.trainjob_inputs` at `auto`."""
+    own = tmp_path / "pod-namespace"
+    own.write_text("kubeflow-user\n")
+    monkeypatch.setattr(trainjob, "POD_NAMESPACE_FILE", str(own))
+    overrides = {"cluster.trainjob_inputs": "auto", "storage.uri": "s3://trainjob-staging", "storage.endpoint_url": s3_env}
+    ctx, data, base, out = _cluster_step(trainjob_api, workspace, tmp_path, monkeypatch, overrides)
+    (data / "images").mkdir()
+    (data / "images" / "scan.png").write_bytes(b"\x89PNG-not-really")
+    return ctx, data, base, out
+
+
+async def _pod(kmock, metrics: dict):
+    """Plays Kubeflow Trainer and rank 0 of the training pod: runs the pod-side entry (`pod_paths`, what
+    `medfoundry train` wraps its work in) on the TrainJob's own args against SeaweedFS, checks it found the staged
+    inputs, writes a model and metrics to its --out, then marks the job complete."""
+    import json
+
+    key = await _created(kmock, _job_name())
+    args = kmock.objects[key]["spec"]["trainer"]["args"]
+
+    def arg(flag):
+        return args[args.index(flag) + 1]
+
+    def train():
+        with trainjob.pod_paths(arg("--data"), arg("--model"), arg("--out"), arg("--profile")) as paths:
+            found = {
+                "records": (paths.data / "records.jsonl").read_text(),
+                "image": (paths.data / "images" / "scan.png").is_file(),
+                "model": (Path(paths.model) / "config.json").is_file(),
+                "profile": load_profile(paths.profile).name,
+            }
+            paths.out.mkdir(parents=True, exist_ok=True)
+            (paths.out / "train_metrics.json").write_text(json.dumps(metrics))
+            (paths.out / "model.safetensors").write_bytes(b"\0" * 8)
+        return found
+
+    found = await asyncio.to_thread(train)
+    kmock.objects[key].patch({"status": DONE})
+    return found
+
+
+@pytest.mark.asyncio
+async def test_a_job_in_another_namespace_reads_its_inputs_from_the_object_store(trainjob_api, step_in_profile_namespace):
+    """Before: a launching step in another namespace than its TrainJob was refused (WrongNamespace)."""
+    import mlflow
+
+    ctx, data, base, out = step_in_profile_namespace
+    metrics = {"final_loss": 0.75, "steps": 2}
+    pod = asyncio.create_task(_pod(trainjob_api, metrics))
+    stage_run_id, figures = await asyncio.to_thread(_launch, ctx, data, base, out)
+    found = await pod
+    # The pod found every staged input: dataset (with its images), starting model, profile.
+    assert found == {"records": "{}\n", "image": True, "model": True, "profile": "production-7b"}
+    # The step collected the pod's upload from the object store.
+    assert figures == metrics and (out / "model.safetensors").read_bytes() == b"\0" * 8
+    assert mlflow.get_run(stage_run_id).data.tags["medfoundry.trainjob_inputs"] == "object-store"
+
+    job = trainjob_api.objects[_key(trainjob_api, _job_name())]
+    args = job["spec"]["trainer"]["args"]
+    prefix = f"s3://trainjob-staging/trainjobs/{_job_name()}"
+    staged = {flag: args[args.index(flag) + 1] for flag in ("--data", "--model", "--profile", "--out")}
+    assert staged == {"--data": f"{prefix}/data", "--model": f"{prefix}/base", "--profile": f"{prefix}/profile.yaml",
+                      "--out": f"{prefix}/out"}
+    [patch] = job["spec"]["runtimePatches"]
+    pod_spec = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]
+    volumes = pod_spec["spec"]["volumes"]
+    assert not [v for v in volumes if "persistentVolumeClaim" in v]  # no claim from another namespace
+    assert {m["mountPath"] for m in pod_spec["spec"]["containers"][0]["volumeMounts"]} == {"/dev/shm", "/tmp"}
+    env = {e["name"]: e for e in job["spec"]["trainer"]["env"]}
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert env[key]["valueFrom"]["secretKeyRef"] == {"name": ctx.profile.cluster.storage_secret, "key": key}
+    assert env["AWS_ENDPOINT_URL"]["value"] == ctx.profile.storage.endpoint_url
+
+
+def test_object_store_staging_without_an_object_store_is_refused_with_the_fix(tmp_path, monkeypatch):
+    own = tmp_path / "pod-namespace"
+    own.write_text("kubeflow-user")
+    monkeypatch.setattr(trainjob, "POD_NAMESPACE_FILE", str(own))
+    profile = load_profile("production-7b", {"storage.uri": "", "cluster.trainjob_inputs": "auto"})
+    with pytest.raises(TrainJobFailed, match="storage.uri is '\\(empty\\)'.*s3://<bucket>"):
+        trainjob.input_staging(profile)
+    assert trainjob.input_staging(load_profile("production-7b", {"cluster.trainjob_inputs": "auto"})) == "object-store"
+    own.write_text("medfoundry")  # the step runs in the job's namespace: the claim is visible to the job
+    assert trainjob.input_staging(load_profile("production-7b", {"cluster.trainjob_inputs": "auto"})) == "claim"
+    assert trainjob.input_staging(load_profile("production-7b")) == "object-store"  # the shipped profile's choice
+
+
+def test_the_pod_entry_uploads_nothing_when_training_fails(s3_env, tmp_path):
+    from medfoundry.storage import open_storage
+
+    store = open_storage("s3://trainjob-staging", endpoint_url=s3_env)
+    store.put_file(_write(tmp_path / "d" / "records.jsonl", "{}\n"), "failing/data/records.jsonl")
+    with pytest.raises(RuntimeError, match="out of memory"):
+        with trainjob.pod_paths("s3://trainjob-staging/failing/data", "tiny", "s3://trainjob-staging/failing/out",
+                                "tiny") as paths:
+            paths.out.mkdir(parents=True)
+            (paths.out / "partial.bin").write_bytes(b"x")
+            raise RuntimeError("out of memory")
+    assert store.list("failing/out") == []
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
 
 
 def test_each_rank_places_its_model_on_its_own_gpu(monkeypatch):

@@ -15,12 +15,10 @@ pytest.importorskip("presidio_evaluator", reason="presidio-evaluator is installe
 from medfoundry.deid.engine import default_deidentifier  # noqa: E402
 from medfoundry.deid.measure import generated_notes, recall_on_generated  # noqa: E402
 
-# Issue #11's target.
+# Issue #11's target, per category and overall.
 TARGET_PER_CATEGORY = 0.95
 TARGET_OVERALL = 0.99
-# What the engine reaches today (docs/phi.md), less a sampling margin for 150 notes: a drop below is a regression.
-FLOOR = {"names": 0.75, "dates": 0.90, "locations": 0.85, "identifiers": 0.97, "contacts": 0.95}
-FLOOR_OVERALL = 0.85
+CATEGORIES = ("names", "dates", "locations", "identifiers", "contacts")
 
 
 @lru_cache(maxsize=1)
@@ -32,21 +30,10 @@ def _measured() -> dict:
     return result
 
 
-def test_recall_on_generated_notes_does_not_regress():
+def test_recall_meets_the_issue_target():
     result = _measured()
     misses = [(m["category"], m["value"]) for m in result["misses"][:15]]
     assert result["identifiers"] >= 150
-    for category, minimum in FLOOR.items():
-        assert result["recall"][category] >= minimum, (category, result["counts"], misses)
-    assert result["overall_recall"] >= FLOOR_OVERALL, (result["counts"], misses)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue #11 target (95% per category, 99% overall) not reached yet: names and locations fall short "
-    "(docs/phi.md); strict, so reaching it turns this into a failure that asks to drop the mark",
-)
-def test_recall_meets_the_issue_target():
-    result = _measured()
-    assert all(result["recall"][c] >= TARGET_PER_CATEGORY for c in FLOOR)
-    assert result["overall_recall"] >= TARGET_OVERALL
+    for category in CATEGORIES:
+        assert result["recall"][category] >= TARGET_PER_CATEGORY, (category, result["counts"], misses)
+    assert result["overall_recall"] >= TARGET_OVERALL, (result["counts"], misses)

@@ -70,9 +70,10 @@ def test_focus_entity_found_in_questions(found):
     ghr = [hits for document, hits in found if document["collection"] == "3_GHR_QA"]
     share_all = sum(bool(hits) for _, hits in found) / len(found)
     share_ghr = sum(bool(hits) for hits in ghr) / len(ghr)
-    # Measured with the longest-name rule: GHR 82.0% (891/1,086), GHR + NINDS 81.6% (1,109/1,359); without that rule (a shorter
-    # name inside the Focus counts) GHR 88.0%. The issue asks 90% for GHR: not met (docs/entities.md lists why).
-    assert share_ghr >= 0.81, f"GHR {share_ghr:.3f} ({sum(bool(h) for h in ghr)}/{len(ghr)})"
+    # Measured with the longest-name rule: GHR 82.9% (900/1,086; 82.0% before the disease spelling variants "type N",
+    # "of the", "with or without ..." and "chromosome"/"spectrum"). The issue asks 90% for GHR: not met
+    # (docs/entities.md lists the misses by kind).
+    assert share_ghr >= 0.825, f"GHR {share_ghr:.3f} ({sum(bool(h) for h in ghr)}/{len(ghr)})"
     assert share_all >= 0.80, f"GHR + NINDS {share_all:.3f}"
 
 

@@ -177,3 +177,31 @@ def test_queue_is_bounded_beyond_the_running_slots(engine):
     # 10 arrive at once: 2 may wait, the scheduler may already have admitted up to 2 into slots.
     assert 6 <= len(refused) <= 8 and all(r.retry_after >= 1 for r in refused)
     assert len(served) == 10 - len(refused)
+
+
+def test_packed_serving_view_computes_like_the_model_and_leaves_it_as_it_was(engine, monkeypatch):
+    """The serving view's linears run on oneDNN-packed weights (the batched-decoding speed-up) over the loaded model's
+    own tensors; the loaded model, which `generate`, training and evaluation use, is not changed. The tiny model's
+    layers are below the packing threshold (the engine serves it on torch's own path), so the view is built here with
+    the threshold at 0."""
+    import torch
+
+    from medfoundry.serving import engine as engine_module
+
+    model = engine.loaded.model
+    assert engine.model is model  # every tiny layer is under PACKED_MIN_WEIGHTS
+    monkeypatch.setattr(engine_module, "PACKED_MIN_WEIGHTS", 0)
+    view = engine_module.packed_for_cpu(model)
+    linears = [name for name, m in model.named_modules() if type(m) is torch.nn.Linear]
+    served = dict(view.named_modules())
+    assert linears and all(isinstance(served[name].forward, engine_module._PackedLinear) for name in linears)
+    assert all("forward" not in vars(m) for m in model.modules())
+    assert {id(p) for p in view.parameters()} == {id(p) for p in model.parameters()}  # no weight copied
+    ids = torch.arange(3, 40).view(1, -1)
+    with torch.inference_mode():
+        expected, got = model(input_ids=ids).logits, view(input_ids=ids).logits
+    assert torch.allclose(expected, got, atol=1e-4)
+    served_engine = InProcessEngine(engine.loaded, "packed")
+    assert served_engine.model is not model
+    prompts = [request(p, max_new_tokens=8) for p in PROMPTS]
+    assert [r.text for r in served_engine.run_batch(prompts)] == [r.text for r in engine.run_batch(prompts)]
