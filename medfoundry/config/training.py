@@ -128,6 +128,9 @@ class RLConfig(TrainStageConfig):
     max_tool_calling_iterations: int = Field(2, ge=1)
     # Tool-requiring tasks (medfoundry.training.agentic) added to the RL rows; 0: none.
     agentic_tasks: int = Field(0, ge=0)
+    # Candidate tool tasks (other patients than RL's) whose traces the SFT stage adds (call turn, answer turn), so the
+    # policy knows the call format before GRPO; 0: none.
+    sft_tool_tasks: int = Field(0, ge=0)
     # An unsafe answer (medfoundry.training.rewards.safety) gets 0 for every reward.
     safety_gate: bool = True
     judge: JudgeConfig | None = None

@@ -39,7 +39,7 @@ from medfoundry.training.rewards.grounding_index import GroundingIndex
 from medfoundry.training.rewards.rubric import RubricJudge
 from medfoundry.training.rewards.rules import infer_answer_type
 from medfoundry.training.rubrics import STATIC_RUBRICS, build_rubric
-from medfoundry.training.tools import resolve_tools
+from medfoundry.training.tools import TOOLS, resolve_tools
 
 log = logging.getLogger("medfoundry.training")
 CLOSED_TYPES = {"option", "yes_no", "number", "set", "regex"}
@@ -92,6 +92,16 @@ def with_image_path_in_prompt(row: dict[str, Any]) -> dict[str, Any]:
 
 def rl_rows(dataset_dir: Path, grounding: GroundingIndex | None = None, images: bool = True) -> list[dict[str, Any]]:
     return [rl_row(r, dataset_dir, grounding, images) for r in read_records(dataset_dir) if is_qa(r) and is_rl_holdout(r)]
+
+
+def rubric_coverage(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """How many RL rows have a non-empty rubric, and the share whose rubric has more than the gold answer (a fact
+    from the entity tree or a static domain rubric)."""
+    rubrics = [json.loads(r["rubric"]) if r["rubric"] else [] for r in rows]
+    with_fact = sum(1 for rubric in rubrics if any(item["source"] != "gold" for item in rubric))
+    return {"rows_with_rubric": sum(1 for rubric in rubrics if rubric),
+            "rubric_coverage": sum(1 for rubric in rubrics if rubric) / len(rows),
+            "rubric_coverage_beyond_gold": with_fact / len(rows)}
 
 
 POOLS = {
@@ -198,6 +208,10 @@ def _recording(fn, values: list, rollouts: list | None = None):
     return recorded
 
 
+def _calls_tools(completion: Any) -> bool:
+    return isinstance(completion, list) and any(m.get("tool_calls") for m in completion)
+
+
 def _grpo_phase(profile: Profile, phase: RLPhase, loaded: LoadedModel, rows: list[dict[str, Any]], out_dir: Path,
                 resources: RewardResources) -> tuple[dict[str, Any], dict[str, list], Any]:
     from datasets import Dataset
@@ -256,6 +270,7 @@ def _grpo_phase(profile: Profile, phase: RLPhase, loaded: LoadedModel, rows: lis
             scores = {name: values[n] for name, values in recorded.items() if n < len(values)}
             fh.write(json.dumps({"phase": phase.name, **rollout, "rewards": scores}, default=str) + "\n")
     metrics["rollouts"] = len(rollouts)
+    metrics["rollouts_with_tool_calls"] = sum(1 for r in rollouts if _calls_tools(r["completion"]))
     # frac_reward_zero_std is per step over that step's groups; the stage reports counts
     zero = [float(r["frac_reward_zero_std"]) for r in history if "frac_reward_zero_std" in r]
     metrics["groups"] = len(zero) * cfg.batch_size
@@ -304,19 +319,22 @@ def run_grpo(profile: Profile, dataset_dir: Path, model_dir: str | Path, out_dir
         grounding = grounding_index(profile)
     for phase in phases(cfg):
         reward_mixture(phase.rewards or cfg.rewards, RewardResources(grounding=grounding), cfg.safety_gate)  # fail early
+    if grounding is None and "entity_lookup" in cfg.tools:
+        grounding = grounding_index(profile)
     rows = rl_rows(Path(dataset_dir), grounding, cfg.images)
     agentic_counts: dict[str, int] = {}
     if cfg.agentic_tasks:
-        from medfoundry.training.agentic import generate_tasks, task_records
+        from medfoundry.training.agentic import profile_tasks, task_records
 
-        tasks, agentic_counts = generate_tasks(cfg.agentic_tasks, cfg.seed)
+        held_back = [r for r in read_records(Path(dataset_dir)) if is_rl_holdout(r)]
+        tasks, agentic_counts = profile_tasks(cfg.agentic_tasks, cfg.seed, cfg.tools or sorted(TOOLS), held_back,
+                                              grounding.tree if grounding else None)
         rows += [rl_row(r, None, grounding, False) for r in task_records(tasks)]
     if not rows:
         raise ValueError(f"{dataset_dir}: no held-back QA records for RL (split 'holdout', RL half)")
     if "entity_lookup" in cfg.tools:
         from medfoundry.training.tools.entities import use_entity_tree
 
-        grounding = grounding or grounding_index(profile)
         use_entity_tree(grounding.tree)
     if IMAGE_TOOLS & set(cfg.tools):
         from medfoundry.training.tools.image import use_output_dir
@@ -327,12 +345,16 @@ def run_grpo(profile: Profile, dataset_dir: Path, model_dir: str | Path, out_dir
     resources = RewardResources(grounding=grounding, judge=judge)
     loaded = load_model(model_dir, profile.model)
     loaded.model.train()
+    original_template = None
+    if cfg.tools:
+        from medfoundry.training.agentic import use_tool_chat_template
+
+        original_template = use_tool_chat_template(loaded)
     if not loaded.is_vision:  # a text-only policy is asked image questions from their text
         rows = [{k: v for k, v in r.items() if k not in ("image", "image_path")} for r in rows]
     metrics: dict[str, Any] = {
         "prompts": len(rows),
-        "rows_with_rubric": sum(1 for r in rows if r["rubric"]),
-        "rubric_coverage": sum(1 for r in rows if r["rubric"]) / len(rows),
+        **rubric_coverage(rows),
         "rows_with_image": sum(1 for r in rows if r.get("image") is not None),
         **{f"agentic/{k}": v for k, v in agentic_counts.items()},
     }
@@ -378,10 +400,15 @@ def run_grpo(profile: Profile, dataset_dir: Path, model_dir: str | Path, out_dir
         reward_last=rewards[-1][1],
         groups=sum(p["groups"] for p in grpo_phases),
         zero_variance_groups=sum(p["zero_variance_groups"] for p in grpo_phases),
+        rollouts_with_tool_calls=sum(p["rollouts_with_tool_calls"] for p in grpo_phases),
     )
     for key in {k for p in grpo_phases for k in p if k.endswith(("_mean", "_applicable")) and k != "reward_mean"}:
         values = [p[key] for p in grpo_phases if key in p]
         metrics[key] = sum(values) / len(values)
+    if cfg.tools:
+        from medfoundry.training.agentic import restore_chat_template
+
+        restore_chat_template(loaded, original_template)  # the saved policy keeps the template SFT trained it with
     return finish(loaded, Path(out_dir), metrics, curves, trainer)
 
 

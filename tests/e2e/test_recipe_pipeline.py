@@ -61,6 +61,7 @@ def test_mlflow_has_parent_nine_stage_runs_and_a_promoted_model(recipe_run, monk
     assert by_stage["ingest"].data.metrics["records"] > 100
     assert by_stage["pretrain"].data.metrics["final_loss"] > 0
     assert by_stage["evaluate"].data.metrics["heldout/n"] > 0
+    assert by_stage["rl"].data.metrics["rubric_coverage"] >= 0.8  # of the tiny profile's own RL rows (#13)
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     assert version_by_alias("medfoundry-medvlm", "champion") is None

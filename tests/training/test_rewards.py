@@ -260,3 +260,25 @@ def test_rubric_judge_contract_cpu_safe():
             Rubric(judge)(["Metformin."], rubric=[items])
     finally:
         server.shutdown()
+
+
+@pytest.mark.slow
+def test_rubric_coverage_on_the_small_profiles_rl_rows(tmp_path, monkeypatch):
+    """The small profile's own RL rows (its ingest, validation and curation, then the RL stage's row builder with the
+    entity tree curation cached): at least 80% get a non-empty rubric. Slow (the data stages with OCR on 64 DICOM
+    files): `MEDFOUNDRY_RUN_SLOW=1`; the figure is in docs/training.md. The tiny profile's coverage is asserted on
+    `make demo`'s own run in tests/e2e."""
+    from medfoundry.config import load_profile
+    from medfoundry.curation.curate import curate
+    from medfoundry.data.ingest import ingest_sources
+    from medfoundry.data.validation import validate_dataset
+    from medfoundry.training.grpo import grounding_index, rl_rows, rubric_coverage
+
+    monkeypatch.setenv("MEDFOUNDRY_HOME", str(tmp_path / "home"))
+    profile = load_profile("small")
+    ingest_sources(profile, tmp_path / "raw")
+    validate_dataset(tmp_path / "raw", tmp_path / "validated")
+    curate(profile, [tmp_path / "validated"], tmp_path / "curated")
+    coverage = rubric_coverage(rl_rows(tmp_path / "curated", grounding_index(profile), images=False))
+    print(coverage)
+    assert coverage["rows_with_rubric"] >= 10 and coverage["rubric_coverage"] >= 0.8

