@@ -46,10 +46,20 @@ class _Pending:
     admitted: float = 0.0
 
     def send(self, kind: str, value: Any) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self.events.put_nowait, (kind, value))
-        except RuntimeError:  # the client's event loop is gone (server shutting down)
-            pass
+        _deliver(self.loop, [(self, kind, value)])
+
+
+def _deliver(loop: asyncio.AbstractEventLoop, events: list[tuple[_Pending, str, Any]]) -> None:
+    """Hand events to their requests' queues with one wake-up of the event loop for all of them."""
+
+    def put_all() -> None:
+        for pending, kind, value in events:
+            pending.events.put_nowait((kind, value))
+
+    try:
+        loop.call_soon_threadsafe(put_all)
+    except RuntimeError:  # the client's event loop is gone (server shutting down)
+        pass
 
 
 class Batcher:
@@ -62,6 +72,9 @@ class Batcher:
         self._cond = threading.Condition()
         self._closed = False
         self._request_seconds = 1.0  # moving average of admission-to-done, for Retry-After
+        # Events of one scheduling round, delivered together after it: one event-loop wake-up per round instead of
+        # one per token per running request (which, for small models, costs more than the decoding step).
+        self._outbox: list[tuple[_Pending, str, Any]] = []
         self._worker = threading.Thread(target=self._run, name="medfoundry-scheduler", daemon=True)
         self._worker.start()
 
@@ -163,20 +176,33 @@ class Batcher:
                 except Exception as err:  # noqa: BLE001 - fail the newcomers, keep serving the running batch
                     log.exception("prefill of %d requests failed", len(admitted))
                     for item in admitted:
-                        item.send("error", err)
+                        self._outbox.append((item, "error", err))
+                self._flush()  # newcomers' first tokens go out now, not after the next decoding step
             try:
                 self.engine.step()
             except Exception as err:  # noqa: BLE001 - fail the running batch, keep serving
                 log.exception("decoding step failed")
                 self.engine.abort(err)
+            self._flush()
             metrics.RUNNING.set(self.engine.active)
         self.engine.abort(ShuttingDown("server is shutting down"))
+        self._flush()
         metrics.RUNNING.set(0)
+
+    def _flush(self) -> None:
+        if not self._outbox:
+            return
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Pending, str, Any]]] = {}
+        for event in self._outbox:
+            by_loop.setdefault(event[0].loop, []).append(event)
+        self._outbox = []
+        for loop, events in by_loop.items():
+            _deliver(loop, events)
 
     def _sink(self, item: _Pending):
         def sink(kind: str, value: Any) -> None:
             if kind == "done":
                 self._request_seconds = 0.8 * self._request_seconds + 0.2 * (time.perf_counter() - item.admitted)
-            item.send(kind, value)
+            self._outbox.append((item, kind, value))
 
         return sink
