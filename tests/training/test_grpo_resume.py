@@ -58,6 +58,11 @@ def test_grpo_killed_mid_run_resumes_to_the_same_rewards_loss_and_weights(tiny_d
     finally:
         torch.set_num_threads(threads)
         sys.path.remove(str(tmp_path))
+        # The entry registers its reward in the process-wide registry: take it out again for the tests that follow.
+        from medfoundry.training import rewards
+
+        rewards.REWARDS.pop("distinct_characters", None)
+        sys.modules.pop("grpo_entry", None)
     reference = json.loads((tmp_path / "reference" / "train_metrics.json").read_text())
 
     out = tmp_path / "rl"
