@@ -236,7 +236,7 @@ def test_rl_stage_calls_tools_with_the_small_profiles_tool_settings(workspace, b
     from medfoundry.training.grpo import TRACES_FILE
     from medfoundry.workspace import Workspace
 
-    small = load_profile("small").rl
+    small = load_profile("production-7b").rl
     tools_phases = [p.model_dump() for p in small.phases if p.pool == "tools"]
     assert small.tools and small.agentic_tasks and small.sft_tool_tasks and tools_phases
     profile = load_profile("tiny", {
@@ -324,9 +324,9 @@ def test_small_profiles_tools_render_and_parse_with_smollm2s_tokenizer():
     loaded = SimpleNamespace(processing_class=tokenizer, tokenizer=tokenizer, processor=None, is_vision=False,
                              family="llama")
     own = tokenizer.chat_template
-    small = load_profile("small").rl
+    small = load_profile("production-7b").rl
     assert use_tool_chat_template(loaded) == own and tokenizer.chat_template != own
-    tasks, _ = profile_tasks(small.sft_tool_tasks, small.seed + 1, small.tools, [], None)
+    tasks, _ = profile_tasks(8, small.seed + 1, small.tools, [], None)
     call_turn, answer_turn = tool_sft_examples(loaded, tasks[:1], small.tools)
     assert all(f'"name": "{name}"' in call_turn.prompt for name in small.tools)  # every offered tool's schema
     prompt_ids = tokenizer(call_turn.prompt)["input_ids"]
