@@ -80,7 +80,9 @@ class SFTConfigSection(TrainStageConfig):
 
 
 class RLPhase(Section):
-    """One RL phase: RFT (rejection-sampling fine-tuning on the policy's own correct, safe samples) or GRPO on a pool.
+    """One RL phase: RFT (rejection-sampling fine-tuning on the policy's own correct, safe samples), tool-use SFT
+    (`tool_sft`: fine-tuning on reference tool traces for `rl.sft_tool_tasks` tasks, with the SFT section's learning
+    rate and batch size, so the policy knows the call format before GRPO; its pool is not used) or GRPO on a pool.
 
     Pools (medfoundry.training.grpo.POOLS): all; banded (pass rate in `prompt_pool.pass_rate_band`, plus tool-use
     and multi-turn items); closed (answers with a closed form: option, yes/no, number, set, regex); red_flag
@@ -88,11 +90,15 @@ class RLPhase(Section):
     tools (items that expect a tool call)."""
 
     name: str
-    kind: Literal["rft", "grpo"] = "grpo"
+    kind: Literal["rft", "tool_sft", "grpo"] = "grpo"
     pool: Literal["all", "banded", "closed", "red_flag", "rare", "image", "tools"] = "all"
     max_steps: int = Field(2, ge=1)
     # GRPO reward mixture for this phase (name -> weight); empty: the section's `rewards`.
     rewards: dict[str, float] = Field(default_factory=dict)
+    # Completion budget of this phase's rollouts (tool calls, results and the answer after them); None: the section's.
+    max_completion_length: int | None = Field(None, ge=1)
+    # Sampling temperature of this phase's rollouts; None: the section's.
+    temperature: float | None = Field(None, gt=0)
 
 
 class PromptPoolConfig(Section):
@@ -126,10 +132,13 @@ class RLConfig(TrainStageConfig):
     # Tools the policy may call during rollouts (names in medfoundry.training.tools.TOOLS); empty: no tool calling.
     tools: list[str] = Field(default_factory=list)
     max_tool_calling_iterations: int = Field(2, ge=1)
+    # True: the tools are offered in every GRPO phase (the policy decides when to call one); False: only in phases
+    # whose pool is `tools`, which keeps the tool schemas out of the other phases' prompts (memory and time on CPU).
+    tools_in_every_phase: bool = True
     # Tool-requiring tasks (medfoundry.training.agentic) added to the RL rows; 0: none.
     agentic_tasks: int = Field(0, ge=0)
-    # Candidate tool tasks (other patients than RL's) whose traces the SFT stage adds (call turn, answer turn), so the
-    # policy knows the call format before GRPO; 0: none.
+    # Candidate tool tasks (other patients than RL's) whose reference traces (call turn, answer turn) a `tool_sft`
+    # phase trains on; 0: none.
     sft_tool_tasks: int = Field(0, ge=0)
     # An unsafe answer (medfoundry.training.rewards.safety) gets 0 for every reward.
     safety_gate: bool = True

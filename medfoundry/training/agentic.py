@@ -43,8 +43,12 @@ class ToolTask:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def _calculator_task(i: int, rng: random.Random) -> ToolTask:
-    kind = rng.choice(["egfr_ckd_epi_2021", "bmi", "cha2ds2_vasc", "qtc_bazett", "anion_gap"])
+CALCULATORS = ["egfr_ckd_epi_2021", "bmi", "cha2ds2_vasc", "qtc_bazett", "anion_gap"]
+LOOKUPS = ["icd10_lookup", "hpo_search"]
+
+
+def _calculator_task(i: int, rng: random.Random, kinds: list[str]) -> ToolTask:
+    kind = rng.choice(kinds)
     sex = rng.choice(["female", "male"])
     if kind == "egfr_ckd_epi_2021":
         args = {"creatinine_mg_dl": round(rng.uniform(0.5, 3.5), 1), "age": rng.randint(25, 90), "sex": sex}
@@ -70,8 +74,8 @@ def _calculator_task(i: int, rng: random.Random) -> ToolTask:
     return ToolTask(f"tool-{i}", q, kind, args)
 
 
-def _lookup_task(i: int, rng: random.Random) -> ToolTask:
-    if rng.random() < 0.5:
+def _lookup_task(i: int, rng: random.Random, kinds: list[str]) -> ToolTask:
+    if rng.choice(kinds) == "icd10_lookup":
         description = rng.choice(ICD_DESCRIPTIONS)
         return ToolTask(f"tool-{i}", f"What is the ICD-10-CM code for: {description}?", "icd10_lookup",
                         {"query": description}, answer_type="regex", tolerance=None)
@@ -100,15 +104,25 @@ def _keep_if_tool_needed(task: ToolTask, counts: dict[str, int]) -> bool:
 
 def generate_tasks(n: int, seed: int = 0, lookup_share: float = 0.3, tools: list[str] | None = None,
                    prefix: str = "tool") -> tuple[list[ToolTask], dict[str, int]]:
-    """`n` candidate tasks; returns those that need the tool (and, given `tools`, whose tool is among them), and
-    counts (candidates, kept, solvable_without_tools)."""
+    """`n` candidate tasks for the offered `tools` (default: all calculators and code look-ups; a share
+    `lookup_share` are look-ups when both kinds are offered); returns those that need the tool, and counts
+    (candidates, kept, solvable_without_tools)."""
     rng = random.Random(seed)
+    calculators = [t for t in CALCULATORS if tools is None or t in tools]
+    lookups = [t for t in LOOKUPS if tools is None or t in tools]
+    if not calculators or not lookups:
+        lookup_share = 0.0 if calculators else 1.0
     kept: list[ToolTask] = []
     counts = {"candidates": n, "kept": 0, "solvable_without_tools": 0}
+    if not calculators and not lookups:
+        return kept, counts
     for i in range(n):
-        task = _lookup_task(i, rng) if rng.random() < lookup_share else _calculator_task(i, rng)
+        if rng.random() < lookup_share:
+            task = _lookup_task(i, rng, lookups)
+        else:
+            task = _calculator_task(i, rng, calculators)
         task.id = f"{prefix}-{i}"
-        if (tools is None or task.tool in tools) and _keep_if_tool_needed(task, counts):
+        if _keep_if_tool_needed(task, counts):
             kept.append(task)
     counts["kept"] = len(kept)
     return kept, counts
@@ -281,8 +295,9 @@ def tool_sft_examples(loaded: Any, tasks: list[ToolTask], tool_names: list[str])
 
 
 def profile_tool_sft_examples(profile: Any, loaded: Any, records: list[Record], tree: Any | None) -> list[Any]:
-    """The SFT stage's tool-use examples for a profile that offers RL tools (`rl.tools` and `rl.sft_tool_tasks`):
-    tasks from other random patients than RL's (seed + 1) and from the entities linked in the training `records`."""
+    """The tool-use SFT examples of a profile that offers RL tools (`rl.tools` and `rl.sft_tool_tasks`; its RL stage's
+    `tool_sft` phase trains on them): tasks from other random patients than RL's (seed + 1) and from the entities
+    linked in the training `records`."""
     cfg = profile.rl
     if not cfg.tools or not cfg.sft_tool_tasks:
         return []

@@ -167,8 +167,8 @@ def grpo_config(profile: Profile, phase: RLPhase, out_dir: Path, num_prompts: in
         beta=cfg.beta,
         loss_type=cfg.loss_type,
         num_generations=cfg.num_generations,
-        max_completion_length=cfg.max_completion_length,
-        temperature=cfg.temperature,
+        max_completion_length=phase.max_completion_length or cfg.max_completion_length,
+        temperature=phase.temperature or cfg.temperature,
         reward_weights=weights,
         epsilon_high=cfg.epsilon_high,
         use_adaptive_entropy=cfg.entropy_target is not None,
@@ -208,6 +208,10 @@ def _recording(fn, values: list, rollouts: list | None = None):
     return recorded
 
 
+def offers_tools(cfg: RLConfig, phase: RLPhase) -> bool:
+    return bool(cfg.tools) and (cfg.tools_in_every_phase or phase.pool == "tools")
+
+
 def _calls_tools(completion: Any) -> bool:
     return isinstance(completion, list) and any(m.get("tool_calls") for m in completion)
 
@@ -241,7 +245,7 @@ def _grpo_phase(profile: Profile, phase: RLPhase, loaded: LoadedModel, rows: lis
         train_dataset=Dataset.from_list(columns),
         processing_class=loaded.processing_class,
         peft_config=peft_config,
-        tools=resolve_tools(cfg.tools) if cfg.tools else None,
+        tools=resolve_tools(cfg.tools) if offers_tools(cfg, phase) else None,
     )
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     model = trainer.model
@@ -309,6 +313,41 @@ def _rft_phase(profile: Profile, phase: RLPhase, loaded: LoadedModel, rows: list
     return metrics, curves, trainer
 
 
+def _tool_sft_phase(profile: Profile, phase: RLPhase, loaded: LoadedModel, dataset_dir: Path, out_dir: Path,
+                    grounding: GroundingIndex | None) -> tuple[dict[str, Any], dict[str, list], Any]:
+    """Tool-use SFT: the reference solver's traces (call turn, answer turn after the tool's result) for
+    `rl.sft_tool_tasks` candidate tasks on other patients than RL's, rendered with the offered tools' schemas exactly
+    as the GRPO rollouts' prompts are, so the policy learns the call format before GRPO. Whole prompts are kept (the
+    schemas come first), with the SFT section's learning rate and batch size. As many of the SFT stage's own QA
+    examples are replayed beside them (`<think>`/`<answer>` targets), so that the policy keeps answering questions
+    that offer no tool instead of calling one everywhere."""
+    import random
+
+    from medfoundry.training.agentic import profile_tool_sft_examples
+    from medfoundry.training.common import encode_examples, train_causal_lm
+    from medfoundry.training.sft import sft_examples
+
+    records = [r for r in read_records(dataset_dir) if r.split == "train"]
+    examples = profile_tool_sft_examples(profile, loaded, records, grounding.tree if grounding else None)
+    # structured traces need the SFT stage's teacher; the record's own rationale keeps the same tags
+    replay_format = "think_answer" if profile.sft.reasoning_format == "structured" else profile.sft.reasoning_format
+    replay = sft_examples(loaded, dataset_dir, replay_format)
+    random.Random(profile.rl.seed).shuffle(replay)
+    longest = max(len(loaded.tokenizer(ex.prompt + ex.completion)["input_ids"]) for ex in examples)
+    max_length = max(longest, min(profile.sft.max_length, profile.model.max_length))  # replay as the SFT stage fits it
+    encoded, _ = encode_examples(loaded, examples + replay[: len(examples)], max_length, keep_completion=True)
+    stage_cfg = profile.sft.model_copy(update={"max_steps": phase.max_steps, "packing": False, "curriculum": [],
+                                               "max_length": max_length, "checkpoint_every": 0})
+    train_metrics, curves, trainer = train_causal_lm(loaded, encoded, stage_cfg, out_dir,
+                                                     deepspeed_stage(profile.rl, profile.cluster.deepspeed_stage),
+                                                     phase_checkpoint_dir(out_dir, phase))
+    metrics = {"examples": len(examples), "replayed": len(replay[: len(examples)]),
+               "tasks": len({ex.record_id for ex in examples}),
+               "steps": train_metrics["steps"], "loss_first": train_metrics["loss_first"],
+               "loss_last": train_metrics["loss_last"], "max_length": longest}
+    return metrics, curves, trainer
+
+
 def run_grpo(profile: Profile, dataset_dir: Path, model_dir: str | Path, out_dir: Path,
              grounding: GroundingIndex | None = None) -> dict[str, Any]:
     """The RL phases on the RL holdout; save the policy to `out_dir`; return metrics: per phase `<phase>/<metric>`,
@@ -317,8 +356,10 @@ def run_grpo(profile: Profile, dataset_dir: Path, model_dir: str | Path, out_dir
     cfg = profile.rl
     if grounding is None and _needs_grounding(cfg):
         grounding = grounding_index(profile)
-    for phase in phases(cfg):
-        reward_mixture(phase.rewards or cfg.rewards, RewardResources(grounding=grounding), cfg.safety_gate)  # fail early
+    for phase in phases(cfg):  # fail early
+        reward_mixture(phase.rewards or cfg.rewards, RewardResources(grounding=grounding), cfg.safety_gate)
+        if phase.kind == "tool_sft" and not (cfg.tools and cfg.sft_tool_tasks):
+            raise ValueError(f"rl.phases: {phase.name} (kind tool_sft) needs rl.tools and rl.sft_tool_tasks")
     if grounding is None and "entity_lookup" in cfg.tools:
         grounding = grounding_index(profile)
     rows = rl_rows(Path(dataset_dir), grounding, cfg.images)
@@ -382,7 +423,15 @@ def run_grpo(profile: Profile, dataset_dir: Path, model_dir: str | Path, out_dir
     trainer = None
     grpo_phases: list[dict[str, Any]] = []
     for configured in phases(cfg):
-        configured_rows = [r for r in rows if POOLS[configured.pool](r)]
+        if configured.kind == "tool_sft":
+            phase_metrics, phase_curves, trainer = _tool_sft_phase(profile, configured, loaded, Path(dataset_dir),
+                                                                   out_dir, grounding)
+            metrics.update({f"{configured.name}/{k}": v for k, v in phase_metrics.items()})
+            curves.update({f"{configured.name}/{k}": v for k, v in phase_curves.items()})
+            continue
+        # a tool task is asked only where the tools are offered
+        configured_rows = [r for r in rows if POOLS[configured.pool](r)
+                           and (offers_tools(cfg, configured) or not r["expected_tool"])]
         if not configured_rows:
             log.warning("RL phase %s: pool %r is empty; skipped", configured.name, configured.pool)
             metrics[f"{configured.name}/skipped"] = 1

@@ -80,8 +80,6 @@ def run_sft(
         records = [r for r in read_records(Path(dataset_dir)) if r.split == "train" and is_qa(r)]
         traces, report = build_traces(records, cfg.teacher, load_fact_source(profile))
     examples = sft_examples(loaded, Path(dataset_dir), cfg.reasoning_format, traces)
-    tool_examples = _tool_use_examples(profile, loaded, Path(dataset_dir))
-    examples += tool_examples
     if not examples:
         raise ValueError(f"{dataset_dir}: no QA records with split 'train' for SFT")
     weights_from = reweight_from_feature_store(profile, examples)
@@ -98,25 +96,11 @@ def run_sft(
         skipped_no_target=stats.skipped_no_target,
         weights_from=weights_from,
         images_dropped=stats.images_dropped,
-        tool_use_examples=len(tool_examples),
     )
     if report is not None:
         metrics.update(report.figures())
         _log_reasoning_report(report, Path(out_dir))
     return finish(loaded, Path(out_dir), metrics, curves, trainer)
-
-
-def _tool_use_examples(profile: Profile, loaded: LoadedModel, dataset_dir: Path) -> list[TextExample]:
-    """Tool-use traces (call turn, answer turn) for a profile whose RL stage offers tools, so the policy has seen the
-    call format before GRPO (medfoundry.training.agentic)."""
-    if not profile.rl.tools or not profile.rl.sft_tool_tasks:
-        return []
-    from medfoundry.training.agentic import profile_tool_sft_examples
-    from medfoundry.training.grpo import grounding_index
-
-    tree = grounding_index(profile).tree if "entity_lookup" in profile.rl.tools else None
-    records = [r for r in read_records(dataset_dir) if r.split == "train"]
-    return profile_tool_sft_examples(profile, loaded, records, tree)
 
 
 def _log_reasoning_report(report: ReasoningReport, out_dir: Path) -> None:
