@@ -28,6 +28,8 @@ PROTOCOLS: tuple[Protocol, ...] = ("generative", "loglikelihood")
 # lm-evaluation-harness's default `target_delimiter` between the prompt and each choice.
 TARGET_DELIMITER = " "
 HARNESS_VERSION = "lm-eval 0.4.13"
+# The flat metric <benchmark>/protocol_loglikelihood (1.0 or 0.0) carries each benchmark's protocol to the registry.
+LOGLIKELIHOOD_FLAG = "protocol_loglikelihood"
 
 
 class ProtocolError(ValueError):
