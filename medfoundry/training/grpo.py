@@ -336,8 +336,12 @@ def _tool_sft_phase(profile: Profile, phase: RLPhase, loaded: LoadedModel, datas
     longest = max(len(loaded.tokenizer(ex.prompt + ex.completion)["input_ids"]) for ex in examples)
     max_length = max(longest, min(profile.sft.max_length, profile.model.max_length))  # replay as the SFT stage fits it
     encoded, _ = encode_examples(loaded, examples + replay[: len(examples)], max_length, keep_completion=True)
-    stage_cfg = profile.sft.model_copy(update={"max_steps": phase.max_steps, "packing": False, "curriculum": [],
-                                               "max_length": max_length, "checkpoint_every": 0})
+    # one sequence per micro-batch (the SFT section's batch by accumulation): whole tool prompts are long, and four
+    # at once took SmolLM2 to 8 GB resident
+    sft = profile.sft
+    stage_cfg = sft.model_copy(update={"max_steps": phase.max_steps, "packing": False, "curriculum": [],
+                                       "max_length": max_length, "checkpoint_every": 0, "batch_size": 1,
+                                       "gradient_accumulation_steps": sft.batch_size * sft.gradient_accumulation_steps})
     train_metrics, curves, trainer = train_causal_lm(loaded, encoded, stage_cfg, out_dir,
                                                      deepspeed_stage(profile.rl, profile.cluster.deepspeed_stage),
                                                      phase_checkpoint_dir(out_dir, phase))
