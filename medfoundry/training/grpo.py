@@ -153,6 +153,7 @@ def grpo_config(profile: Profile, phase: RLPhase, out_dir: Path, num_prompts: in
     from medfoundry.training.deepspeed import build_deepspeed_config, prepare_cpu_deepspeed
 
     cfg = profile.rl
+    tool_phase = offers_tools(cfg, phase)
     on_gpu = torch.cuda.is_available()
     zero_stage = deepspeed_stage(cfg, profile.cluster.deepspeed_stage)
     if zero_stage:
@@ -160,8 +161,12 @@ def grpo_config(profile: Profile, phase: RLPhase, out_dir: Path, num_prompts: in
     return GRPOConfig(
         output_dir=str(phase_checkpoint_dir(out_dir, phase)),
         max_steps=phase.max_steps,
-        per_device_train_batch_size=cfg.batch_size * cfg.num_generations,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        # A phase that offers tools has long prompts (schemas, calls, results): its loss runs one rollout at a time
+        # (the same step by accumulation; TRL still generates the step's groups together), which keeps SmolLM2's
+        # tools phase from holding eight ~800-token sequences' activations at once (12.7 GB resident).
+        per_device_train_batch_size=1 if tool_phase else cfg.batch_size * cfg.num_generations,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps * (
+            cfg.batch_size * cfg.num_generations if tool_phase else 1),
         learning_rate=cfg.learning_rate,
         warmup_steps=cfg.warmup_ratio,
         beta=cfg.beta,
