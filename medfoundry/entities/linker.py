@@ -35,7 +35,7 @@ from medfoundry.entities.abbreviations import AbbreviationResolver
 from medfoundry.entities.normalize import DOCUMENT_SEPARATOR, code_points, fold, is_acronym, normalize_form
 from medfoundry.entities.tree import EntityTree
 
-LINKER_VERSION = "5"  # bump when matching or form selection changes: invalidates cached linkers
+LINKER_VERSION = "6"  # bump when matching or form selection changes: invalidates cached linkers
 _ENTITY, _PRE, _POST, _PSEUDO, _TERMINATOR = 0, 1, 2, 3, 4
 _FAMILY_PRE, _FAMILY_POST, _HISTORICAL_PRE, _HISTORICAL_POST = 5, 6, 7, 8
 _ABBREVIATION_HOW = ("", "defined", "context")
@@ -60,7 +60,22 @@ _EPONYM_SWAP = re.compile(r"^((?:[A-Z][a-z'’]+[- ])*[A-Z][a-z'’]+) (disease|
 # "15q13.3 microdeletion syndrome" is written "15q13.3 microdeletion"; "Type III glycogen storage disease" is written
 # "glycogen storage disease type III".
 _ADJECTIVE_ENDINGS = ("al", "ic", "ous", "ary", "ive", "ar", "oid", "ed", "ac", "tory")
-_CHROMOSOMAL_SYNDROME = re.compile(r"^(.*\d.*(?:deletion|duplication|microdeletion|microduplication|trisomy|tetrasomy)) syndrome$", re.I)
+_CHROMOSOMAL_SYNDROME = re.compile(
+    r"^((?=.*\d)(?=.*\b(?:deletion|duplication|microdeletion|microduplication|trisomy|tetrasomy|monosomy)\b).*) syndrome$",
+    re.I,
+)
+# A disease named without a head noun is also written with "syndrome" after it ("GLUT1 deficiency syndrome",
+# "Lenz microphthalmia syndrome", "PPM-X syndrome", "dilated cardiomyopathy with ataxia syndrome"): names of
+# hyphen-joined parts, "... with ...", "... deficiency" and an eponym before one word.
+_HEAD_NOUNS = ("syndrome", "disease", "disorder", "syndromes", "diseases", "disorders", "complex", "sequence")
+_SYNDROME_LESS = re.compile(
+    r"[A-Za-z0-9]-[A-Za-z]| with | deficiency$|^[A-Z][a-z]+(?<!al)(?<!ic)(?<!ous)(?<!ary)(?<!ive)(?<!ar)(?<!ed) [a-z]+$"
+)
+# "ALG1-CDG" is "ALG1-congenital disorder of glycosylation" (the CDG nomenclature of Jaeken et al. 2009).
+_CDG = re.compile(r"(?<=[-\s])CDG$")
+# A qualifier that OMIM writes after the comma but prose writes after the name ("Ichthyosis, hystrix-like, with
+# deafness" -> "hystrix-like Ichthyosis with deafness").
+_TRAILING_QUALIFIER = re.compile(r"^(?:with|without|due to|associated with|type \w+)\b", re.IGNORECASE)
 _LEADING_TYPE = re.compile(r"^type (\w+) (.+)$", re.IGNORECASE)
 _TRAILING_NUMBER = re.compile(r"^(.*[a-z]) (\d+[a-z]?|[ivx]+[a-z]?)$", re.IGNORECASE)
 _ROMAN = ("i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x")
@@ -324,16 +339,19 @@ class Linker:
             doc_starts[1:] = np.cumsum(lengths[:-1] + len(_SEPARATOR))
         joined = _SEPARATOR.join(texts)
         folded = fold(joined)
-        padded = " " + folded + " "
-        data = padded.encode("utf-8")
+        scanned, kept = _collapse_separator_runs(" " + folded + " ", joined)
+        data = scanned.encode("utf-8")
         found = self.automaton.find_matches_as_indexes(data, overlapping=True)
         if not found and self.abbreviations is None:
             return self._empty(len(texts))
         hits = np.fromiter(chain.from_iterable(found), dtype=np.int64, count=3 * len(found)).reshape(-1, 3)
-        if len(data) != len(padded):  # non-ASCII text: byte offsets -> character offsets
+        if len(data) != len(scanned):  # non-ASCII text: byte offsets -> character offsets
             continuation = (np.frombuffer(data, dtype=np.uint8) & 0xC0) == 0x80
             before = np.concatenate(([0], np.cumsum(continuation, dtype=np.int64)))
             hits[:, 1:] -= before[hits[:, 1:]]
+        if kept is not None:  # offsets in the collapsed text -> offsets in the padded text, by the form's own letters
+            hits[:, 1] = kept[hits[:, 1] + 1] - 1
+            hits[:, 2] = kept[hits[:, 2] - 2] + 2
         value = self.values[self.pattern_rows[hits[:, 0]]].reshape(-1, 4)
         # the padded text is folded shifted by one: a pattern " form " at padded [s, e) covers folded [s, e - 2)
         starts = hits[:, 1]
@@ -549,6 +567,35 @@ def _scope_end_positions(text: str) -> np.ndarray:
     return np.flatnonzero(np.isin(code_points(text), [0, *map(ord, context.SCOPE_END_CHARS)]))
 
 
+# Separators that end a sentence or clause: a run of separators holding one is not collapsed, so a form never
+# matches across it ("... chest pain. Fever" is no "pain fever").
+_CLAUSE_END = np.zeros(256, dtype=bool)
+_CLAUSE_END[[ord(c) for c in ".;:!?"]] = True
+
+
+def _collapse_separator_runs(padded: str, original: str) -> tuple[str, np.ndarray | None]:
+    """The padded folded text with each run of separators collapsed to one space, unless the run holds a clause end,
+    and the padded position of each kept character (None when nothing was collapsed). Forms are stored with single
+    spaces, so "neuropathy, type II", "ataxia, and retinitis" and "X (Y)" in a text match the source's "neuropathy
+    type II" and "ataxia and retinitis" without a stored spelling for every punctuation."""
+    chars = code_points(padded)
+    space = chars == 32
+    doubled = space[1:] & space[:-1]  # doubled[i]: padded i + 1 is a separator following a separator
+    if not doubled.any():
+        return padded, None
+    source = code_points(original)  # padded i is original i - 1
+    clause_end = _CLAUSE_END[source] if source.dtype == np.uint8 else _CLAUSE_END[np.minimum(source, 255)] & (source < 256)
+    # padded i + 1 follows padded i; drop it when neither it nor the one before ends a clause
+    drop = np.zeros(len(chars), dtype=bool)
+    ends_clause = np.zeros(len(chars), dtype=bool)
+    ends_clause[1:-1] = clause_end
+    drop[1:] = doubled & ~ends_clause[1:] & ~ends_clause[:-1]
+    kept = np.flatnonzero(~drop)
+    collapsed = chars[kept]
+    text = collapsed.tobytes().decode("ascii") if collapsed.dtype == np.uint8 else collapsed.tobytes().decode("utf-32-le")
+    return text, kept
+
+
 def _leftmost_longest(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Indices of the matches kept: drop every match inside a longer one, then the later of two that overlap."""
     order = np.lexsort((-ends, starts))
@@ -584,13 +631,25 @@ def _swap_numeral(match: re.Match) -> str:
 def _uninverted(form: str) -> list[str]:
     """'Pulmonary disease, chronic obstructive' -> 'chronic obstructive Pulmonary disease'; 'Spastic paraplegia 8,
     autosomal recessive' -> 'Spastic paraplegia 8', 'Spastic paraplegia type 8'; 'Migraine, familial hemiplegic, 1'
-    -> 'familial hemiplegic Migraine 1', '... type 1'; 'Czech dysplasia, metatarsal type' -> 'Czech dysplasia'."""
+    -> 'familial hemiplegic Migraine 1', '... type 1'; 'Czech dysplasia, metatarsal type' -> 'Czech dysplasia';
+    'Ichthyosis, hystrix-like, with deafness' -> 'hystrix-like Ichthyosis with deafness'."""
     head, *qualifiers = (part.strip() for part in form.split(", "))
     if qualifiers and qualifiers[-1].lower() == "deficiency of":  # "Phosphoglycerate mutase, muscle, deficiency of"
         return [f"{head} deficiency", " ".join([*qualifiers[:-1], head, "deficiency"])]
     if qualifiers and qualifiers[-1].lower().endswith(" due to"):  # "CPS I deficiency, hyperammonemia due to"
         return [head]
     number = ""
+    trailing = [q for q in qualifiers if _TRAILING_QUALIFIER.match(q)]
+    leading = [q for q in qualifiers if not _TRAILING_QUALIFIER.match(q)]
+    if trailing and not any(c.isdigit() for q in leading for c in q):
+        # "Pseudohypoaldosteronism, type I, autosomal dominant" -> "Pseudohypoaldosteronism type I" (the inheritance
+        # only narrows it) and "autosomal dominant Pseudohypoaldosteronism type I"
+        named = [" ".join([*leading, head, *trailing])]
+        if leading and all(_SUBTYPE_QUALIFIER.match(q) for q in leading):
+            named.append(" ".join([head, *trailing]))
+        if not leading and len(trailing) == 1 and trailing[0][:5].lower() == "type ":
+            named.append(f"{trailing[0]} {head}")  # "Insulin resistance syndrome, Type A" -> "Type A Insulin ..."
+        return named
     if qualifiers and (qualifiers[-1].isdigit() or re.fullmatch(r"\d+[a-z]?|[ivx]+[a-z]?", qualifiers[-1], re.I)):
         number = qualifiers.pop()
     out = []
@@ -632,6 +691,14 @@ def _variants(form: str, kind: str) -> list[str]:
             candidates.append(form[11:])  # "Hereditary butyrylcholinesterase deficiency"
         if ", " in form:
             candidates.extend(_uninverted(form))
+        if form.endswith("CDG") and _CDG.search(form):
+            candidates.append(_CDG.sub("congenital disorder of glycosylation", form))
+        if not lowered_tail_is_head(form) and "," not in form and _SYNDROME_LESS.search(form):
+            candidates.append(f"{form} syndrome")
+        if "immunodeficiency" in form:  # "common variable immune deficiency"
+            candidates.append(form.replace("immunodeficiency", "immune deficiency"))
+        if form.endswith(("-related disease", "-related disorder")):  # "MYH9-related disease" / "... disorder"
+            candidates.append(form[: form.rindex(" ")] + (" disorder" if form.endswith("disease") else " disease"))
         if form.endswith(("disease", "syndrome")):
             match = _EPONYM_SWAP.match(form)
             if match and not match.group(1).endswith(_ADJECTIVE_ENDINGS):
@@ -657,15 +724,21 @@ def _variants(form: str, kind: str) -> list[str]:
             candidates.append(form[: -len(" spectrum")])
     if kind in _PLURAL_KINDS:
         candidates.append(_plural(form) or "")
-    lowered = form.lower()
-    if "type " in lowered or "group " in lowered or "class " in lowered:
-        candidates.append(_TYPE_NUMBER.sub(_swap_numeral, form))
+    for text in [form, *candidates]:  # "Pseudohypoaldosteronism type I" (un-inverted) -> "... type 1"
+        lowered = text.lower()
+        if "type " in lowered or "group " in lowered or "class " in lowered:
+            candidates.append(_TYPE_NUMBER.sub(_swap_numeral, text))
     out = []
     for candidate in candidates:
         candidate = candidate.strip()
         if candidate and candidate != form and candidate not in out:
             out.append(candidate)
     return out
+
+
+def lowered_tail_is_head(form: str) -> bool:
+    """The name ends with a head noun ("syndrome", "disease", "disorder" ...)."""
+    return form.rpartition(" ")[2].lower() in _HEAD_NOUNS
 
 
 def _collect_forms(tree: EntityTree, options: LinkerOptions) -> tuple[dict[str, _Form], dict]:
