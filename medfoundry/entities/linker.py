@@ -20,6 +20,7 @@ the document defines them or the sentence is clinical (see `abbreviations.py`); 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import unicodedata
@@ -38,6 +39,20 @@ from medfoundry.entities.tree import EntityTree
 LINKER_VERSION = "6"  # bump when matching or form selection changes: invalidates cached linkers
 _ENTITY, _PRE, _POST, _PSEUDO, _TERMINATOR = 0, 1, 2, 3, 4
 _FAMILY_PRE, _FAMILY_POST, _HISTORICAL_PRE, _HISTORICAL_POST = 5, 6, 7, 8
+_HEREDITARY = 9  # "familial", "hereditary", "inherited" before a disease name (see `_qualified_diseases`)
+HEREDITARY_WORDS = ("familial", "hereditary", "inherited")
+# HPO inheritance modes as bits; a disease whose only mode is the one written before its name is the same disease
+INHERITANCE_BITS = {
+    "HP:0000006": 1,  # autosomal dominant
+    "HP:0000007": 2,  # autosomal recessive
+    "HP:0001417": 4,  # X-linked
+    "HP:0001419": 4,  # X-linked recessive
+    "HP:0001423": 4,  # X-linked dominant
+    "HP:0001427": 8,  # mitochondrial
+    "HP:0001450": 16,  # Y-linked
+}
+# "GENE-related disease" / "GENE-associated disease" (GeneReviews' and MedlinePlus' naming of gene-specific forms)
+_GENE_QUALIFIER = re.compile(r"([A-Za-z][A-Za-z0-9]{1,11})-(?:related|associated) $")
 _ABBREVIATION_HOW = ("", "defined", "context")
 _SEPARATOR = f" {DOCUMENT_SEPARATOR} "
 _BRACKETED = re.compile(r"\s*[\[(][^\])]*[\])]")
@@ -226,6 +241,8 @@ class Linker:
         self.names: list[str] = frame["name"].tolist()
         self.kinds: list[str] = frame["kind"].tolist()
         self.rare: list[bool] = frame["rare"].astype(bool).tolist()
+        self._tree = tree
+        self._qualifiers: _QualifierIndex | None = None  # built at the first qualified name, from the tree
         self.abbreviations = (
             AbbreviationResolver(lambda form: self.form_nodes.get(normalize_form(form)))
             if options.abbreviations
@@ -262,12 +279,13 @@ class Linker:
                 (_HISTORICAL_POST, context.HISTORICAL_POST),
                 (_PSEUDO, context.CONTEXT_PSEUDO),
             )
-        if options.negation or options.context:
-            for code, phrases in cue_groups:
-                for phrase in phrases:
-                    key = normalize_form(phrase)
-                    if key not in forms:  # an entity form of the same spelling wins
-                        add(key, code, -1, False)
+        if not (options.negation or options.context):
+            cue_groups = ()
+        for code, phrases in (*cue_groups, (_HEREDITARY, HEREDITARY_WORDS)):
+            for phrase in phrases:
+                key = normalize_form(phrase)
+                if key not in forms:  # an entity form of the same spelling wins
+                    add(key, code, -1, False)
         stats["patterns"] = len(row_of)
         form_nodes = {key: form.node for key, form in forms.items()}
         return cls(
@@ -363,6 +381,8 @@ class Linker:
         is_mention = code == _ENTITY
         if acronym.any():
             is_mention &= self._case_guard(joined, starts, ends, acronym)
+        if len(code):
+            starts, node, is_mention = self._qualified_diseases(joined, starts, ends, code, node, is_mention)
         how = np.zeros(len(code), dtype=np.int64)
         if self.abbreviations is not None:
             starts, ends, code, node, is_mention, how = self._add_abbreviations(
@@ -401,6 +421,68 @@ class Linker:
             historical=historical[order],
             abbreviation=how[order],
         )
+
+    # -- qualified names: "autosomal dominant X", "familial X", "GENE-related X" ----------------------------------------
+    def _qualified_diseases(self, joined, starts, ends, code, node, is_mention):
+        """Extend a disease mention over the qualifier written before it when the tree says what the qualified name
+        is: an inheritance mode that is the disease's only one in HPO ("autosomal dominant partial epilepsy with
+        auditory features"), or the one mode of exactly one disease below it ("autosomal recessive hyper-IgE
+        syndrome" -> DOCK8 deficiency); "familial" / "hereditary" before a disease with a Mendelian mode; and a gene
+        before "-related" / "-associated" that HPO associates with exactly one disease that is the mention's node,
+        lies below it or carries its name ("CAV3-related distal myopathy" -> Distal myopathy, Tateyama type).
+        A qualifier the tree cannot resolve leaves the mention as it was (no widening to the unqualified node)."""
+        index = self._qualifier_index()
+        mention_rows = np.flatnonzero(is_mention)
+        disease = mention_rows[index.is_disease[node[mention_rows]]]
+        qualifier = np.flatnonzero((code == _HEREDITARY) | (is_mention & (index.mode[np.maximum(node, 0)] > 0)))
+        pairs: list[tuple[int, int, int]] = []  # (qualifier row or -1, disease row, target node)
+        if len(disease) and len(qualifier):
+            order = disease[np.argsort(starts[disease], kind="stable")]
+            at = np.searchsorted(starts[order], ends[qualifier] + 1)
+            found = at < len(order)
+            hit = np.zeros(len(qualifier), dtype=bool)
+            hit[found] = starts[order[at[found]]] == ends[qualifier[found]] + 1
+            for q, d in zip(qualifier[hit].tolist(), order[at[hit]].tolist(), strict=True):
+                mode = 0 if code[q] == _HEREDITARY else int(index.mode[node[q]])
+                target = index.inherited(int(node[d]), mode)
+                if target is not None:
+                    pairs.append((q, d, target))
+        if "-related " in joined or "-associated " in joined:
+            pairs += self._gene_qualified(joined, starts, ends, node, disease)
+        if not pairs:
+            return starts, node, is_mention
+        starts, node, is_mention = starts.copy(), node.copy(), is_mention.copy()
+        for q, d, target in pairs:
+            if q >= 0:
+                is_mention[q] = False
+                starts[d] = starts[q]
+            else:
+                starts[d] = -q - 1  # the gene's start, encoded by `_gene_qualified`
+            node[d] = target
+        return starts, node, is_mention
+
+    def _gene_qualified(self, joined, starts, ends, node, disease) -> list[tuple[int, int, int]]:
+        index = self._qualifier_index()
+        by_start = {int(starts[d]): d for d in disease.tolist()}
+        out = []
+        for word in ("-related ", "-associated "):
+            at = joined.find(word)
+            while at >= 0:
+                d = by_start.get(at + len(word))
+                if d is not None:
+                    match = _GENE_QUALIFIER.search(joined[max(0, at - 13) : at + len(word)])
+                    if match:
+                        gene_start = at - len(match.group(1))
+                        target = index.gene_form(match.group(1), int(node[d]), joined[starts[d] : ends[d]])
+                        if target is not None:
+                            out.append((-gene_start - 1, d, target))
+                at = joined.find(word, at + 1)
+        return out
+
+    def _qualifier_index(self) -> _QualifierIndex:
+        if self._qualifiers is None:
+            self._qualifiers = _QualifierIndex(self)
+        return self._qualifiers
 
     def _add_abbreviations(self, texts, joined, doc_starts, starts, ends, code, node, is_mention, how):
         """Append the abbreviation mentions of each document that has a candidate (a listed short form or a
@@ -518,6 +600,81 @@ class Linker:
                 cursor += 1
             out.append(record.model_copy(update={"entities": entities}))
         return out
+
+
+class _QualifierIndex:
+    """What `Linker._qualified_diseases` needs from the tree: each node's HPO inheritance bits, the inheritance mode
+    a clinical-attribute node names, children, genes -> diseases, and each node's forms."""
+
+    def __init__(self, linker: Linker) -> None:
+        frame = linker._tree.frame
+        n = len(frame)
+        self.linker = linker
+        self.is_disease = (frame["kind"] == "disease").to_numpy()
+        self.mode = np.zeros(n, dtype=np.int64)  # the mode a clinical attribute names ("autosomal dominant")
+        for hpo_id, bit in INHERITANCE_BITS.items():
+            row = linker._tree.index.get(hpo_id)
+            if row is not None:
+                self.mode[row] = bit
+        self.inheritance = np.zeros(n, dtype=np.int64)
+        self.genetic = np.zeros(n, dtype=bool)  # a Mendelian mode or a gene in HPO (Orphanet entries carry no mode)
+        self.genes: dict[str, list[int]] = {}
+        for row, attributes in enumerate(frame["attributes"].tolist()):
+            if '"inheritance"' not in attributes and '"genes"' not in attributes:
+                continue
+            data = json.loads(attributes)
+            for hpo_id in data.get("inheritance", ()):
+                self.inheritance[row] |= INHERITANCE_BITS.get(hpo_id, 0)
+            for gene in data.get("genes", ()):
+                self.genes.setdefault(gene.upper(), []).append(row)
+            self.genetic[row] = bool(self.inheritance[row] & 0b11111 or data.get("genes"))
+        self.children: dict[int, list[int]] = {}
+        index = linker._tree.index
+        for row, parents in enumerate(frame["parent_ids"].tolist()):
+            for parent in parents:
+                parent_row = index.get(parent)
+                if parent_row is not None:
+                    self.children.setdefault(parent_row, []).append(row)
+        self._forms: dict[int, list[str]] | None = None
+
+    def inherited(self, row: int, mode: int) -> int | None:
+        """The node that "<mode> <name of row>" names: row itself when `mode` is its only inheritance mode (any
+        Mendelian mode or a gene for "familial"/"hereditary"), else the one disease up to two levels below it with
+        only that mode; None when there is none or more than one."""
+        bits = int(self.inheritance[row])
+        if mode == 0:
+            return row if self.genetic[row] else None
+        if bits == mode:
+            return row
+        below = {c for c in self.children.get(row, ())}
+        below |= {g for c in below for g in self.children.get(c, ())}
+        matches = [c for c in below if self.is_disease[c] and int(self.inheritance[c]) == mode]
+        return matches[0] if len(matches) == 1 else None
+
+    def gene_form(self, gene: str, row: int, surface: str) -> int | None:
+        """The one disease of `gene` that is `row`, lies below it, or has a form containing the mention's words."""
+        candidates = self.genes.get(gene.upper()) or self.genes.get(gene.upper().replace("-", ""))
+        if not candidates:
+            return None
+        if row in candidates:
+            return row
+        words = f" {normalize_form(surface)} "
+        parents = self.linker._tree.frame["parent_ids"]
+        row_id = self.linker.ids[row]
+        matches = [
+            c
+            for c in candidates
+            if row_id in parents.iat[c]
+            or any(words in f" {form} " for form in self.forms().get(c, ()))
+        ]
+        return matches[0] if len(set(matches)) == 1 else None
+
+    def forms(self) -> dict[int, list[str]]:
+        if self._forms is None:
+            self._forms = {}
+            for form, row in self.linker.form_nodes.items():
+                self._forms.setdefault(row, []).append(form)
+        return self._forms
 
 
 def _record_fields(record) -> list[tuple[str, str]]:
@@ -736,6 +893,53 @@ def _variants(form: str, kind: str) -> list[str]:
     return out
 
 
+_COMPOUND_KINDS = frozenset({"disease", "phenotype", "symptom"})
+_LONG_WORD = re.compile(r"[a-z]{9,}")
+
+
+class _CompoundSplitter:
+    """Compounds of combining forms are also written with hyphens: "Auriculocondylar syndrome" as
+    "auriculo-condylar syndrome", "Laryngoonychocutaneous" as "laryngo-onycho-cutaneous", "venoocclusive" as
+    "veno-occlusive". A word splits after an "o" where the rest is a word (5+ letters) of some disease, phenotype or
+    symptom name, or splits again the same way."""
+
+    def __init__(self, frame) -> None:
+        self.words: set[str] = set()
+        for name, synonyms, kind in zip(frame["name"], frame["synonyms"], frame["kind"], strict=True):
+            if kind in _COMPOUND_KINDS:
+                for text in (name, *synonyms):
+                    self.words.update(word for word in fold(text).split() if len(word) >= 5 and word.isalpha())
+        self.memo: dict[str, str | None] = {}
+
+    def split(self, text: str) -> str | None:
+        """`text` with its compounds hyphenated, or None when none splits."""
+        lowered = text.lower()
+        out, changed = lowered, False
+        for word in _LONG_WORD.findall(lowered):
+            parts = self._split_word(word)
+            if parts:
+                out, changed = re.sub(rf"\b{word}\b", parts, out), True
+        return out if changed else None
+
+    def _split_word(self, word: str) -> str | None:
+        if word in self.memo:
+            return self.memo[word]
+        self.memo[word] = None  # no recursion into itself
+        found = None
+        for cut in range(4, len(word) - 4):
+            if word[cut - 1] != "o":
+                continue
+            rest = word[cut:]
+            if rest in self.words:
+                found = f"{word[:cut]}-{rest}"
+                break
+            if len(rest) >= 9 and (inner := self._split_word(rest)):
+                found = f"{word[:cut]}-{inner}"
+                break
+        self.memo[word] = found
+        return found
+
+
 def lowered_tail_is_head(form: str) -> bool:
     """The name ends with a head noun ("syndrome", "disease", "disorder" ...)."""
     return form.rpartition(" ")[2].lower() in _HEAD_NOUNS
@@ -760,6 +964,7 @@ def _collect_forms(tree: EntityTree, options: LinkerOptions) -> tuple[dict[str, 
         frame["linkable"],
         strict=True,
     )
+    compounds = _CompoundSplitter(frame)
     for row, node_id, name, synonyms, kind, linkable in rows:
         if not linkable:
             continue
@@ -768,6 +973,8 @@ def _collect_forms(tree: EntityTree, options: LinkerOptions) -> tuple[dict[str, 
         spellings += [
             (variant, 2 + origin) for text, origin in spellings for variant in _variants(text, kind)
         ]
+        if kind in _COMPOUND_KINDS:
+            spellings += [(split, 2 + origin) for text, origin in spellings if (split := compounds.split(text))]
         for text, origin in spellings:
             spelling = fold(text).strip()
             key = " ".join(spelling.split()) if "  " in spelling else spelling
