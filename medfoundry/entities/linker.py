@@ -50,6 +50,11 @@ INHERITANCE_BITS = {
     "HP:0001423": 4,  # X-linked dominant
     "HP:0001427": 8,  # mitochondrial
     "HP:0001450": 16,  # Y-linked
+    # not Mendelian: a disease that also occurs sporadically or somatically has a "familial" form that is a subset
+    "HP:0003745": 32,  # sporadic
+    "HP:0001442": 32,  # somatic mosaicism
+    "HP:0001428": 32,  # somatic mutation
+    "HP:0001426": 32,  # multifactorial
 }
 # "GENE-related disease" / "GENE-associated disease" (GeneReviews' and MedlinePlus' naming of gene-specific forms)
 _GENE_QUALIFIER = re.compile(r"([A-Za-z][A-Za-z0-9]{1,11})-(?:related|associated) $")
@@ -617,7 +622,7 @@ class _QualifierIndex:
             if row is not None:
                 self.mode[row] = bit
         self.inheritance = np.zeros(n, dtype=np.int64)
-        self.genetic = np.zeros(n, dtype=bool)  # a Mendelian mode or a gene in HPO (Orphanet entries carry no mode)
+        self.genetic = np.zeros(n, dtype=bool)  # rare, with a Mendelian mode or a gene in HPO (Orphanet: no modes)
         self.genes: dict[str, list[int]] = {}
         for row, attributes in enumerate(frame["attributes"].tolist()):
             if '"inheritance"' not in attributes and '"genes"' not in attributes:
@@ -627,7 +632,10 @@ class _QualifierIndex:
                 self.inheritance[row] |= INHERITANCE_BITS.get(hpo_id, 0)
             for gene in data.get("genes", ()):
                 self.genes.setdefault(gene.upper(), []).append(row)
-            self.genetic[row] = bool(self.inheritance[row] & 0b11111 or data.get("genes"))
+            mendelian = self.inheritance[row] & 0b11111 or data.get("genes")
+            self.genetic[row] = bool(mendelian) and not self.inheritance[row] & 32
+        # "familial X" names X only where X is a rare genetic disease: "familial Alzheimer disease" is a subset
+        self.genetic &= frame["rare"].astype(bool).to_numpy()
         self.children: dict[int, list[int]] = {}
         index = linker._tree.index
         for row, parents in enumerate(frame["parent_ids"].tolist()):
@@ -639,7 +647,7 @@ class _QualifierIndex:
 
     def inherited(self, row: int, mode: int) -> int | None:
         """The node that "<mode> <name of row>" names: row itself when `mode` is its only inheritance mode (any
-        Mendelian mode or a gene for "familial"/"hereditary"), else the one disease up to two levels below it with
+        Mendelian mode or a gene of a rare disease for "familial"/"hereditary"), else the one disease up to two levels below it with
         only that mode; None when there is none or more than one."""
         bits = int(self.inheritance[row])
         if mode == 0:
@@ -652,22 +660,21 @@ class _QualifierIndex:
         return matches[0] if len(matches) == 1 else None
 
     def gene_form(self, gene: str, row: int, surface: str) -> int | None:
-        """The one disease of `gene` that is `row`, lies below it, or has a form containing the mention's words."""
+        """The disease of `gene` that is `row`, else its one child among them, else the one with a form containing
+        the mention's words."""
         candidates = self.genes.get(gene.upper()) or self.genes.get(gene.upper().replace("-", ""))
         if not candidates:
             return None
         if row in candidates:
             return row
-        words = f" {normalize_form(surface)} "
         parents = self.linker._tree.frame["parent_ids"]
         row_id = self.linker.ids[row]
-        matches = [
-            c
-            for c in candidates
-            if row_id in parents.iat[c]
-            or any(words in f" {form} " for form in self.forms().get(c, ()))
-        ]
-        return matches[0] if len(set(matches)) == 1 else None
+        below = {c for c in candidates if row_id in parents.iat[c]}
+        if len(below) == 1:  # a child of the mention's node first ("Cardiomyopathy, dilated, 3B" under DCM)
+            return below.pop()
+        words = f" {normalize_form(surface)} "
+        named = {c for c in candidates if any(words in f" {form} " for form in self.forms().get(c, ()))}
+        return named.pop() if len(named) == 1 else None
 
     def forms(self) -> dict[int, list[str]]:
         if self._forms is None:
@@ -724,33 +731,50 @@ def _scope_end_positions(text: str) -> np.ndarray:
     return np.flatnonzero(np.isin(code_points(text), [0, *map(ord, context.SCOPE_END_CHARS)]))
 
 
-# Separators that end a sentence or clause: a run of separators holding one is not collapsed, so a form never
-# matches across it ("... chest pain. Fever" is no "pain fever").
+# Separators that end a sentence or clause, and brackets: a run of separators holding one is kept whole, so a form
+# never matches across it ("... chest pain. Fever" is no "pain fever", "fibrous (connective) tissue" no "connective
+# tissue"); a source name holding one ("St. Louis encephalitis") is stored with the same run.
+_CLAUSE_CHARS = ".;:!?()[]"
 _CLAUSE_END = np.zeros(256, dtype=bool)
-_CLAUSE_END[[ord(c) for c in ".;:!?"]] = True
+_CLAUSE_END[[ord(c) for c in _CLAUSE_CHARS]] = True
+_SEPARATOR_RUN = re.compile(r" {2,}")
 
 
 def _collapse_separator_runs(padded: str, original: str) -> tuple[str, np.ndarray | None]:
-    """The padded folded text with each run of separators collapsed to one space, unless the run holds a clause end,
-    and the padded position of each kept character (None when nothing was collapsed). Forms are stored with single
-    spaces, so "neuropathy, type II", "ataxia, and retinitis" and "X (Y)" in a text match the source's "neuropathy
-    type II" and "ataxia and retinitis" without a stored spelling for every punctuation."""
+    """The padded folded text with each run of separators collapsed to one space, unless the run holds a clause end
+    or a bracket, and the padded position of each kept character (None when nothing was collapsed). Forms are stored
+    the same way (`_form_spelling`), so "neuropathy, type II", "ataxia, and retinitis" and "X - Y" in a text match
+    the source's "neuropathy type II" and "ataxia and retinitis" without a stored spelling for every punctuation."""
     chars = code_points(padded)
     space = chars == 32
-    doubled = space[1:] & space[:-1]  # doubled[i]: padded i + 1 is a separator following a separator
+    doubled = np.zeros(len(chars), dtype=bool)
+    doubled[1:] = space[1:] & space[:-1]  # a separator following a separator
     if not doubled.any():
         return padded, None
     source = code_points(original)  # padded i is original i - 1
-    clause_end = _CLAUSE_END[source] if source.dtype == np.uint8 else _CLAUSE_END[np.minimum(source, 255)] & (source < 256)
-    # padded i + 1 follows padded i; drop it when neither it nor the one before ends a clause
-    drop = np.zeros(len(chars), dtype=bool)
-    ends_clause = np.zeros(len(chars), dtype=bool)
-    ends_clause[1:-1] = clause_end
-    drop[1:] = doubled & ~ends_clause[1:] & ~ends_clause[:-1]
-    kept = np.flatnonzero(~drop)
+    clause_end = np.zeros(len(chars), dtype=bool)
+    clause_end[1:-1] = _CLAUSE_END[np.minimum(source, 255)] & (source < 256)
+    run = np.cumsum(space & ~np.concatenate(([False], space[:-1])), dtype=np.int64)
+    whole = np.zeros(int(run[-1]) + 1, dtype=bool)
+    whole[run[clause_end]] = True  # runs holding a clause end stay as they are
+    keep = ~(doubled & ~whole[run])
+    if keep.all():
+        return padded, None
+    kept = np.flatnonzero(keep)
     collapsed = chars[kept]
     text = collapsed.tobytes().decode("ascii") if collapsed.dtype == np.uint8 else collapsed.tobytes().decode("utf-32-le")
     return text, kept
+
+
+def _form_spelling(text: str) -> str:
+    """A source form as the text scan sees it: folded, each run of separators one space unless it holds a clause
+    end or a bracket (see `_collapse_separator_runs`)."""
+    folded = fold(text)
+    if "  " in folded:
+        folded = _SEPARATOR_RUN.sub(
+            lambda m: m.group(0) if any(c in _CLAUSE_CHARS for c in text[m.start() : m.end()]) else " ", folded
+        )
+    return folded.strip()
 
 
 def _leftmost_longest(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -848,9 +872,13 @@ def _variants(form: str, kind: str) -> list[str]:
             candidates.append(form[11:])  # "Hereditary butyrylcholinesterase deficiency"
         if ", " in form:
             candidates.extend(_uninverted(form))
+        if " due to " in form and form.endswith(" deficiency"):
+            # Orphanet names a disease by its manifestation and cause; prose by the cause: "Congenital adrenal
+            # hyperplasia due to 3-beta-hydroxysteroid dehydrogenase deficiency" is "3-beta-hydroxysteroid ..."
+            candidates.append(form[form.index(" due to ") + 8 :])
         if form.endswith("CDG") and _CDG.search(form):
             candidates.append(_CDG.sub("congenital disorder of glycosylation", form))
-        if not lowered_tail_is_head(form) and "," not in form and _SYNDROME_LESS.search(form):
+        if not lowered_tail_is_head(form) and "," not in form and " due to " not in form and _SYNDROME_LESS.search(form):
             candidates.append(f"{form} syndrome")
         if "immunodeficiency" in form:  # "common variable immune deficiency"
             candidates.append(form.replace("immunodeficiency", "immune deficiency"))
@@ -881,6 +909,8 @@ def _variants(form: str, kind: str) -> list[str]:
             candidates.append(form[: -len(" spectrum")])
     if kind in _PLURAL_KINDS:
         candidates.append(_plural(form) or "")
+        if form.endswith("ies") and len(form) > 8:  # ICD-10-CM names categories in the plural: "... deficiencies"
+            candidates.append(form[:-3] + "y")
     for text in [form, *candidates]:  # "Pseudohypoaldosteronism type I" (un-inverted) -> "... type 1"
         lowered = text.lower()
         if "type " in lowered or "group " in lowered or "class " in lowered:
@@ -940,6 +970,25 @@ class _CompoundSplitter:
         return found
 
 
+# "X-linked spinal and bulbar muscular atrophy" is "spinal and bulbar muscular atrophy" when X-linked is the
+# disease's only inheritance mode in HPO (there is no other form of it to tell apart).
+_MODE_PHRASES = {"autosomal dominant ": 1, "autosomal recessive ": 2, "x-linked ": 4, "x linked ": 4}
+_MODE_PREFIXES = frozenset(phrase[:9] for phrase in _MODE_PHRASES)
+
+
+def _without_redundant_mode(spellings: list[tuple[str, int]], attributes: str) -> list[tuple[str, int]]:
+    bits = 0
+    for hpo_id in json.loads(attributes).get("inheritance", ()):
+        bits |= INHERITANCE_BITS.get(hpo_id, 0)
+    out = []
+    for text, origin in spellings:
+        lowered = text.lower()
+        for phrase, mode in _MODE_PHRASES.items():
+            if lowered.startswith(phrase) and bits == mode:
+                out.append((text[len(phrase) :], 2 + origin % 2))
+    return out
+
+
 def lowered_tail_is_head(form: str) -> bool:
     """The name ends with a head noun ("syndrome", "disease", "disorder" ...)."""
     return form.rpartition(" ")[2].lower() in _HEAD_NOUNS
@@ -955,6 +1004,7 @@ def _collect_forms(tree: EntityTree, options: LinkerOptions) -> tuple[dict[str, 
     first_node: dict[str, int] = {}
     ambiguous: set[str] = set()
     dropped = {"short": 0, "ambiguous_word": 0, "generic": 0, "numeric": 0, "two_letter_acronym": 0}
+    attributes = frame["attributes"].tolist()
     rows = zip(
         range(len(frame)),
         frame["id"],
@@ -975,8 +1025,10 @@ def _collect_forms(tree: EntityTree, options: LinkerOptions) -> tuple[dict[str, 
         ]
         if kind in _COMPOUND_KINDS:
             spellings += [(split, 2 + origin) for text, origin in spellings if (split := compounds.split(text))]
+        if kind == "disease" and any(text[:9].lower() in _MODE_PREFIXES for text, _ in spellings):
+            spellings += _without_redundant_mode(spellings, attributes[row])
         for text, origin in spellings:
-            spelling = fold(text).strip()
+            spelling = _form_spelling(text)
             key = " ".join(spelling.split()) if "  " in spelling else spelling
             if not key:
                 continue
