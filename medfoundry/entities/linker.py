@@ -737,6 +737,7 @@ def _scope_end_positions(text: str) -> np.ndarray:
 _CLAUSE_CHARS = ".;:!?()[]"
 _CLAUSE_END = np.zeros(256, dtype=bool)
 _CLAUSE_END[[ord(c) for c in _CLAUSE_CHARS]] = True
+_CLAUSE_TABLE = bytes(_CLAUSE_END.astype(np.uint8))
 _SEPARATOR_RUN = re.compile(r" {2,}")
 
 
@@ -751,10 +752,15 @@ def _collapse_separator_runs(padded: str, original: str) -> tuple[str, np.ndarra
     doubled[1:] = space[1:] & space[:-1]  # a separator following a separator
     if not doubled.any():
         return padded, None
-    source = code_points(original)  # padded i is original i - 1
-    clause_end = np.zeros(len(chars), dtype=bool)
-    clause_end[1:-1] = _CLAUSE_END[np.minimum(source, 255)] & (source < 256)
-    run = np.cumsum(space & ~np.concatenate(([False], space[:-1])), dtype=np.int64)
+    if original.isascii():  # the common case: one C pass
+        clause_end = np.frombuffer(f" {original} ".encode("ascii").translate(_CLAUSE_TABLE), dtype=bool)
+    else:
+        source = code_points(original)  # padded i is original i - 1
+        clause_end = np.zeros(len(chars), dtype=bool)
+        clause_end[1:-1] = _CLAUSE_END[np.minimum(source, 255)] & (source < 256)
+    starts_run = space.copy()
+    starts_run[1:] &= ~space[:-1]
+    run = np.cumsum(starts_run, dtype=np.int32)
     whole = np.zeros(int(run[-1]) + 1, dtype=bool)
     whole[run[clause_end]] = True  # runs holding a clause end stay as they are
     keep = ~(doubled & ~whole[run])
