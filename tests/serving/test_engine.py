@@ -239,3 +239,21 @@ def test_events_posted_while_the_loop_is_busy_ride_along_with_one_wake_up(monkey
     wake_ups, received = asyncio.run(scenario())
     assert received == [[("delta", f"{i}:{step}") for step in range(3)] for i in range(2)]
     assert wake_ups == 2
+
+
+def test_tiny_model_decodes_on_one_thread_and_leaves_the_callers_threads_as_they_were(engine, monkeypatch):
+    """The tiny model's forwards run on one intra-op thread (a second only costs it), whatever the caller set; the
+    caller's setting is back once the engine returns."""
+    import torch
+
+    seen = []
+    forward = engine.model.forward
+    monkeypatch.setattr(engine.model, "forward", lambda *a, **kw: (seen.append(torch.get_num_threads()), forward(*a, **kw))[1])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        engine.run_batch([request(PROMPTS[0], max_new_tokens=3), request(PROMPTS[1], max_new_tokens=3)])
+        assert engine.threads == 1 and seen and set(seen) == {1}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
