@@ -17,6 +17,7 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -117,7 +118,7 @@ def curate_shard(
         out_dir / SUMMARY,
         hashes=np.asarray(hashes, dtype=np.uint64),
         signatures=np.vstack(signatures) if signatures else np.zeros((0, num_perm), dtype=np.uint64),
-        ids=np.asarray(ids, dtype=object),
+        ids=np.asarray(ids, dtype=str),
     )
     figures = {"read": read, "kept": len(ids), "removed": dict(reasons), "entity_counts": dict(counts)}
     (out_dir / FIGURES).write_text(json.dumps(figures, sort_keys=True))
@@ -134,67 +135,57 @@ def _entity_counts(linker, texts: list[str]) -> Counter:
     return Counter(ids[node] for node in matches.node.tolist())
 
 
-def merge_shards(shard_dirs: list[Path], out_dir: Path, threshold: float = 0.8, bands: int = 8) -> dict:
+def merge_shards(
+    shard_dirs: list[Path], out_dir: Path, threshold: float = 0.8, bands: int = 8, workers: int = 1
+) -> dict:
     """Global exact and near-duplicate removal across shards and merged coverage counts; writes `global_removed.jsonl`
-    and `figures.json` (counts reconcile: read = kept + removed per shard + removed globally)."""
+    and `figures.json` (counts reconcile: read = kept + removed per shard + removed globally).
+
+    Records are numbered in shard order. Exact: of the records sharing a text hash, the first is kept. Near: band by
+    band, within each LSH bucket in record order, a record is removed when an earlier record of its bucket that is
+    still kept has estimated Jaccard >= `threshold` (the first such record is named). All of it is array work: band
+    keys, buckets by a stable sort, candidate pairs by offset within a bucket, similarity of all pairs at once; only
+    the pairs that pass are resolved in order (a record removed earlier in the band cannot remove a later one).
+    `workers` > 1 verifies the candidate pairs of each band in that many processes, the buckets split by key range
+    (buckets are disjoint, so the result is the same as with one)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    summaries = [np.load(Path(d) / SUMMARY, allow_pickle=True) for d in shard_dirs]
+    summaries = [np.load(Path(d) / SUMMARY) for d in shard_dirs]
     shard_figures = [json.loads((Path(d) / FIGURES).read_text()) for d in shard_dirs]
     hashes = np.concatenate([s["hashes"] for s in summaries])
     signatures = np.concatenate([s["signatures"] for s in summaries])
-    ids = np.concatenate([s["ids"] for s in summaries])
-    drop = np.zeros(len(hashes), dtype=bool)
-    reason: dict[int, tuple[str, str, float]] = {}
-    # exact: same text hash in another shard -> keep the first (shard order)
-    _, first = np.unique(hashes, return_index=True)
-    exact = np.ones(len(hashes), dtype=bool)
-    exact[first] = False
-    first_of = dict(zip(hashes[first].tolist(), first.tolist(), strict=True))
-    for i in np.flatnonzero(exact).tolist():
-        drop[i] = True
-        reason[i] = ("exact_duplicate", str(ids[first_of[int(hashes[i])]]), 1.0)
-    # near: LSH banding; a record is dropped when an earlier kept record in one of its buckets is similar enough
-    rows = signatures.shape[1] // bands if len(signatures) else 0
-    for band in range(bands if rows else 0):
-        keys = np.zeros(len(signatures), dtype=np.uint64)
-        with np.errstate(over="ignore"):
-            for column in range(band * rows, (band + 1) * rows):  # one 64-bit key per band (polynomial hash)
-                keys = keys * np.uint64(0x100000001B3) + signatures[:, column]
-        order = np.argsort(keys, kind="stable")
-        sorted_keys = keys[order]
-        starts = np.concatenate(([0], np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1))
-        sizes = np.diff(np.concatenate((starts, [len(order)])))
-        for start, size in zip(starts[sizes > 1].tolist(), sizes[sizes > 1].tolist(), strict=True):
-            group = np.sort(order[start : start + size])
-            for i in group[1:].tolist():
-                if drop[i]:
-                    continue
-                for j in group.tolist():
-                    if j >= i:
-                        break
-                    if drop[j]:
-                        continue
-                    similarity = float(np.mean(signatures[i] == signatures[j]))
-                    if similarity >= threshold:
-                        drop[i] = True
-                        reason[i] = ("near_duplicate", str(ids[j]), round(similarity, 3))
-                        break
+    ids = np.concatenate([s["ids"] for s in summaries]).astype(str)
+    duplicate_of = np.full(len(hashes), -1, dtype=np.int64)
+    similarity = np.ones(len(hashes))
+    # exact: np.unique's return_index is the first occurrence of each hash
+    _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+    first_of = first[inverse.reshape(-1)]
+    exact = first_of != np.arange(len(hashes))
+    duplicate_of[exact] = first_of[exact]
+    near = _near_duplicates(signatures, ~exact, threshold, bands, workers)
+    for i, (j, value) in near.items():
+        duplicate_of[i] = j
+        similarity[i] = value
+    removed = np.flatnonzero(duplicate_of >= 0)
     with (out_dir / "global_removed.jsonl").open("w", encoding="utf-8") as fh:
-        for i in sorted(reason):
-            kind, of, similarity = reason[i]
-            fh.write(json.dumps({"id": str(ids[i]), "reason": kind, "duplicate_of": of, "jaccard": similarity}) + "\n")
+        for i, j, value, is_exact in zip(
+            removed.tolist(), duplicate_of[removed].tolist(), similarity[removed].tolist(), exact[removed].tolist(),
+            strict=True,
+        ):
+            kind = "exact_duplicate" if is_exact else "near_duplicate"
+            row = {"id": str(ids[i]), "reason": kind, "duplicate_of": str(ids[j]), "jaccard": round(value, 3)}
+            fh.write(json.dumps(row) + "\n")
     coverage: Counter = Counter()
-    for figures in shard_figures:
-        coverage.update(figures["entity_counts"])
     removed_in_shards: Counter = Counter()
     for figures in shard_figures:
+        coverage.update(figures["entity_counts"])
         removed_in_shards.update(figures["removed"])
-    global_reasons = Counter(kind for kind, _, _ in reason.values())
+    global_reasons = Counter({"exact_duplicate": int(exact.sum()), "near_duplicate": len(near)})
+    global_reasons = +global_reasons  # drop zero counts
     result = {
         "shards": len(shard_dirs),
         "read": sum(f["read"] for f in shard_figures),
-        "kept": int(len(hashes) - drop.sum()),
+        "kept": int(len(hashes) - len(removed)),
         "removed_in_shards": dict(removed_in_shards),
         "removed_across_shards": dict(global_reasons),
         "entities_mentioned": len(coverage),
@@ -206,3 +197,100 @@ def merge_shards(shard_dirs: list[Path], out_dir: Path, threshold: float = 0.8, 
         raise RuntimeError(f"sharded curation lost records: {result}")  # a bug, never expected
     (out_dir / FIGURES).write_text(json.dumps(result, indent=2, sort_keys=True))
     return result
+
+
+_KEY_MULT = np.uint64(0x100000001B3)
+_PAIR_CHUNK = 1 << 20  # candidate pairs compared at once: 32 MB of booleans at 32 values per signature
+
+
+def _near_duplicates(
+    signatures: np.ndarray, alive: np.ndarray, threshold: float, bands: int, workers: int
+) -> dict[int, tuple[int, float]]:
+    """{removed record: (the earlier kept record it copies, estimated Jaccard)}, band after band."""
+    rows = signatures.shape[1] // bands if len(signatures) else 0
+    alive = alive.copy()
+    found: dict[int, tuple[int, float]] = {}
+    pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
+    try:
+        for band in range(bands if rows else 0):
+            keys = np.zeros(len(signatures), dtype=np.uint64)
+            with np.errstate(over="ignore"):
+                for column in range(band * rows, (band + 1) * rows):  # one 64-bit key per band (polynomial hash)
+                    keys = keys * _KEY_MULT + signatures[:, column]
+            members = np.flatnonzero(alive)
+            order = members[np.argsort(keys[members], kind="stable")]  # by key, then by record number
+            sorted_keys = keys[order]
+            shared = np.zeros(len(order), dtype=bool)  # members of a bucket of two or more
+            if len(order) > 1:
+                same = sorted_keys[1:] == sorted_keys[:-1]
+                shared[1:] |= same
+                shared[:-1] |= same
+            pairs = _similar_pairs(order[shared], sorted_keys[shared], signatures, threshold, pool, workers)
+            for i, (j, value) in _resolve(*pairs).items():
+                found[i] = (j, value)
+                alive[i] = False
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    return found
+
+
+def _similar_pairs(order, sorted_keys, signatures, threshold, pool, workers):
+    """(earlier, later, similarity) of every pair in one bucket with similarity >= threshold."""
+    if pool is None or len(order) < 2 * workers:
+        return _bucket_pairs(order, sorted_keys, signatures, threshold)
+    # split at bucket boundaries into `workers` key ranges of about equal size
+    cuts = [0]
+    for part in range(1, workers):
+        cut = len(order) * part // workers
+        while 0 < cut < len(order) and sorted_keys[cut] == sorted_keys[cut - 1]:
+            cut += 1
+        cuts.append(max(cut, cuts[-1]))
+    cuts.append(len(order))
+    jobs = [
+        pool.submit(_bucket_pairs, order[a:b], sorted_keys[a:b], signatures[order[a:b]], threshold, True)
+        for a, b in zip(cuts[:-1], cuts[1:], strict=True)
+        if b > a
+    ]
+    parts = [job.result() for job in jobs]
+    return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))
+
+
+def _bucket_pairs(order, sorted_keys, signatures, threshold, local=False):
+    """Pairs (order[p], order[p + d]) for every offset d inside a bucket; `signatures` is indexed by position in
+    `order` when `local` (a worker gets only its rows), else by record number."""
+    n = len(order)
+    if n < 2:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0)
+    starts = np.concatenate(([0], np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1))
+    sizes = np.diff(np.concatenate((starts, [n])))
+    size_of = np.repeat(sizes, sizes)
+    rank = np.arange(n) - np.repeat(starts, sizes)
+    positions = np.flatnonzero(rank < size_of - 1)  # every member but the last of a bucket of 2 or more
+    earlier, later, values = [], [], []
+    width = signatures.shape[1]
+    offset = 1
+    while len(positions):
+        for chunk in range(0, len(positions), _PAIR_CHUNK):
+            p = positions[chunk : chunk + _PAIR_CHUNK]
+            a, b = (p, p + offset) if local else (order[p], order[p + offset])
+            value = np.count_nonzero(signatures[a] == signatures[b], axis=1) / width
+            hit = value >= threshold
+            earlier.append(order[p[hit]])
+            later.append(order[p[hit] + offset])
+            values.append(value[hit])
+        offset += 1
+        positions = positions[rank[positions] + offset < size_of[positions]]
+    return np.concatenate(earlier), np.concatenate(later), np.concatenate(values)
+
+
+def _resolve(earlier: np.ndarray, later: np.ndarray, values: np.ndarray) -> dict[int, tuple[int, float]]:
+    """In record order: a record is removed by the first earlier record of a similar pair that is not itself removed
+    in this band."""
+    by = np.lexsort((earlier, later))
+    removed: dict[int, tuple[int, float]] = {}
+    for j, i, value in zip(earlier[by].tolist(), later[by].tolist(), values[by].tolist(), strict=True):
+        if i not in removed and j not in removed:
+            removed[i] = (j, value)
+    return removed
