@@ -2,7 +2,7 @@
 bounded memory) -> merge (global exact and near-duplicate removal across shards, coverage counts summed).
 
 A shard worker streams its JSONL records one by one and keeps only per-record summaries (a 64-bit text hash and a
-MinHash signature of `num_perm` 64-bit values), so its memory grows with 8 * (num_perm + 1) bytes per record, not
+MinHash signature of `num_perm` 32-bit values), so its memory grows with 4 * num_perm + 8 bytes per record, not
 with the text. The merge reads the summaries of every shard: exact duplicates are records with the same text hash
 (the first in shard order is kept); near duplicates come from numpy LSH banding over the signatures (`bands` bands of
 `num_perm / bands` rows), each candidate pair verified by its estimated Jaccard similarity >= `threshold`.
@@ -104,7 +104,9 @@ def curate_shard(
             seen.add(digest)
             signature = signer.signature(text, tokens)
             hashes.append(digest)
-            signatures.append(signature.astype(np.uint64))
+            # the signer's values are the high 32 bits of a 64-bit multiply-shift hash: 32 bits hold them exactly and
+            # halve what the merge compares
+            signatures.append(signature.astype(np.uint32))
             ids.append(record_id)
             kept.write(json.dumps({"id": record_id, "text": text}, ensure_ascii=False) + "\n")
             if linker is not None:
@@ -117,7 +119,7 @@ def curate_shard(
     np.savez(
         out_dir / SUMMARY,
         hashes=np.asarray(hashes, dtype=np.uint64),
-        signatures=np.vstack(signatures) if signatures else np.zeros((0, num_perm), dtype=np.uint64),
+        signatures=np.vstack(signatures) if signatures else np.zeros((0, num_perm), dtype=np.uint32),
         ids=np.asarray(ids, dtype=str),
     )
     figures = {"read": read, "kept": len(ids), "removed": dict(reasons), "entity_counts": dict(counts)}
@@ -201,6 +203,7 @@ def merge_shards(
 
 _KEY_MULT = np.uint64(0x100000001B3)
 _PAIR_CHUNK = 1 << 20  # candidate pairs compared at once: 32 MB of booleans at 32 values per signature
+_OFFSETS = 32  # pairs up to this far apart in a bucket are taken over all buckets at once
 
 
 def _near_duplicates(
@@ -257,31 +260,46 @@ def _similar_pairs(order, sorted_keys, signatures, threshold, pool, workers):
 
 
 def _bucket_pairs(order, sorted_keys, signatures, threshold, local=False):
-    """Pairs (order[p], order[p + d]) for every offset d inside a bucket; `signatures` is indexed by position in
-    `order` when `local` (a worker gets only its rows), else by record number."""
+    """Every pair of one bucket with similarity >= threshold, as (earlier, later, similarity). `signatures` is indexed
+    by position in `order` when `local` (a worker gets only its rows), else by record number.
+
+    Pairs (p, p + d) for offsets d up to `_OFFSETS` over all buckets at once; the few buckets larger than that (a
+    sentence shared by hundreds of records fills one) compare their remaining pairs as blocks, one bucket at a time."""
     n = len(order)
+    empty = np.zeros(0, dtype=np.int64)
+    earlier, later, values = [empty], [empty], [np.zeros(0)]
     if n < 2:
-        empty = np.zeros(0, dtype=np.int64)
         return empty, empty, np.zeros(0)
     starts = np.concatenate(([0], np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1))
     sizes = np.diff(np.concatenate((starts, [n])))
     size_of = np.repeat(sizes, sizes)
     rank = np.arange(n) - np.repeat(starts, sizes)
-    positions = np.flatnonzero(rank < size_of - 1)  # every member but the last of a bucket of 2 or more
-    earlier, later, values = [], [], []
+    rows = np.arange(n) if local else order
     width = signatures.shape[1]
-    offset = 1
-    while len(positions):
+
+    def keep(a: np.ndarray, b: np.ndarray, value: np.ndarray) -> None:
+        hit = value >= threshold
+        earlier.append(order[a[hit]])
+        later.append(order[b[hit]])
+        values.append(value[hit])
+
+    positions = np.flatnonzero(rank < size_of - 1)  # every member but the last of a bucket of 2 or more
+    for offset in range(1, _OFFSETS + 1):
+        positions = positions[rank[positions] + offset < size_of[positions]]
         for chunk in range(0, len(positions), _PAIR_CHUNK):
             p = positions[chunk : chunk + _PAIR_CHUNK]
-            a, b = (p, p + offset) if local else (order[p], order[p + offset])
-            value = np.count_nonzero(signatures[a] == signatures[b], axis=1) / width
-            hit = value >= threshold
-            earlier.append(order[p[hit]])
-            later.append(order[p[hit] + offset])
-            values.append(value[hit])
-        offset += 1
-        positions = positions[rank[positions] + offset < size_of[positions]]
+            same = signatures[rows[p]] == signatures[rows[p + offset]]
+            keep(p, p + offset, np.count_nonzero(same, axis=1) / width)
+    for start, size in zip(starts[sizes > _OFFSETS + 1].tolist(), sizes[sizes > _OFFSETS + 1].tolist(), strict=True):
+        block = signatures[rows[start : start + size]]
+        step = max(1, _PAIR_CHUNK // size)
+        for first in range(0, size - _OFFSETS - 1, step):
+            a = np.arange(first, min(first + step, size - _OFFSETS - 1))
+            counts = np.count_nonzero(block[a, None, :] == block[None, first + _OFFSETS + 1 :, :], axis=2)
+            b = np.arange(first + _OFFSETS + 1, size)
+            far = b[None, :] - a[:, None] > _OFFSETS
+            pa, pb = np.nonzero(far)
+            keep(start + a[pa], start + b[pb], counts[pa, pb] / width)
     return np.concatenate(earlier), np.concatenate(later), np.concatenate(values)
 
 

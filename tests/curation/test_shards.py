@@ -8,6 +8,7 @@ import random
 import numpy as np
 import pytest
 
+from medfoundry.curation import shards
 from medfoundry.curation.shards import FIGURES, SUMMARY, curate_shard, merge_shards, split_corpus
 
 WORDS = (
@@ -100,8 +101,10 @@ def _variants_corpus(path, bases=40, copies=12, seed=1):
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_vectorized_merge_removes_the_same_records_as_the_sequential_merge(tmp_path, workers):
+@pytest.mark.parametrize("workers, offsets", [(1, 32), (1, 2), (2, 2)])
+def test_vectorized_merge_removes_the_same_records_as_the_sequential_merge(tmp_path, monkeypatch, workers, offsets):
+    # offsets=2: buckets of more than 3 members take the block path (large buckets) for their farther pairs
+    monkeypatch.setattr(shards, "_OFFSETS", offsets)
     _variants_corpus(tmp_path / "corpus.jsonl")
     dirs = []
     for i, shard in enumerate(split_corpus(tmp_path / "corpus.jsonl", tmp_path / "shards", 4)):
