@@ -204,6 +204,7 @@ def merge_shards(
 _KEY_MULT = np.uint64(0x100000001B3)
 _PAIR_CHUNK = 1 << 20  # candidate pairs compared at once: 32 MB of booleans at 32 values per signature
 _OFFSETS = 32  # pairs up to this far apart in a bucket are taken over all buckets at once
+_PARALLEL_MIN = 50_000  # bucket members in a band below which starting worker processes costs more than it saves
 
 
 def _near_duplicates(
@@ -213,7 +214,7 @@ def _near_duplicates(
     rows = signatures.shape[1] // bands if len(signatures) else 0
     alive = alive.copy()
     found: dict[int, tuple[int, float]] = {}
-    pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
+    pool = None
     try:
         for band in range(bands if rows else 0):
             keys = np.zeros(len(signatures), dtype=np.uint64)
@@ -228,6 +229,8 @@ def _near_duplicates(
                 same = sorted_keys[1:] == sorted_keys[:-1]
                 shared[1:] |= same
                 shared[:-1] |= same
+            if pool is None and workers > 1 and np.count_nonzero(shared) >= _PARALLEL_MIN:
+                pool = ProcessPoolExecutor(max_workers=workers)
             pairs = _similar_pairs(order[shared], sorted_keys[shared], signatures, threshold, pool, workers)
             for i, (j, value) in _resolve(*pairs).items():
                 found[i] = (j, value)
@@ -242,13 +245,15 @@ def _similar_pairs(order, sorted_keys, signatures, threshold, pool, workers):
     """(earlier, later, similarity) of every pair in one bucket with similarity >= threshold."""
     if pool is None or len(order) < 2 * workers:
         return _bucket_pairs(order, sorted_keys, signatures, threshold)
-    # split at bucket boundaries into `workers` key ranges of about equal size
+    # split at bucket boundaries into `workers` key ranges of about equal work: a bucket of s members holds
+    # s(s-1)/2 pairs, so each member counts (s-1)/2
+    starts = np.concatenate(([0], np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1))
+    sizes = np.diff(np.concatenate((starts, [len(order)])))
+    work = np.cumsum(sizes * (sizes - 1) / 2)
     cuts = [0]
     for part in range(1, workers):
-        cut = len(order) * part // workers
-        while 0 < cut < len(order) and sorted_keys[cut] == sorted_keys[cut - 1]:
-            cut += 1
-        cuts.append(max(cut, cuts[-1]))
+        bucket = int(np.searchsorted(work, work[-1] * part / workers))
+        cuts.append(max(int(starts[bucket]) if bucket < len(starts) else len(order), cuts[-1]))
     cuts.append(len(order))
     jobs = [
         pool.submit(_bucket_pairs, order[a:b], sorted_keys[a:b], signatures[order[a:b]], threshold, True)

@@ -105,6 +105,7 @@ def _variants_corpus(path, bases=40, copies=12, seed=1):
 def test_vectorized_merge_removes_the_same_records_as_the_sequential_merge(tmp_path, monkeypatch, workers, offsets):
     # offsets=2: buckets of more than 3 members take the block path (large buckets) for their farther pairs
     monkeypatch.setattr(shards, "_OFFSETS", offsets)
+    monkeypatch.setattr(shards, "_PARALLEL_MIN", 0)  # the worker processes even on a small corpus
     _variants_corpus(tmp_path / "corpus.jsonl")
     dirs = []
     for i, shard in enumerate(split_corpus(tmp_path / "corpus.jsonl", tmp_path / "shards", 4)):
