@@ -31,6 +31,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from xml.etree import ElementTree
 
+from docs_block import write_block
+
 from medfoundry.curation.shards import curate_shard, merge_shards, split_corpus
 from medfoundry.workspace import shared_root
 
@@ -227,7 +229,6 @@ def write_docs(result: dict) -> None:
     merge = result["merge"]
     shard_workers_max = max(s["seconds"] for r in result["rounds"] for s in r["workers_1"]["shards"])
     lines = [
-        START,
         f"**Scale benchmark ({result['records']:,} records).** `benchmarks/curation_scale.py` (records: 2-4 sentences "
         "of real MTS-Dialog, MedQuAD and PubMedQA text from ../shared, with 5% exact and 3% near duplicates; "
         f"{result['corpus_mb']} MB of JSONL; {result['shards']} shards; results in `benchmarks/curation_scale.json`, "
@@ -257,15 +258,8 @@ def write_docs(result: dict) -> None:
         f"+ {sum(merge['removed_across_shards'].values()):,} across shards "
         f"({_counts(merge['removed_across_shards'])}); both configurations' merges removed the same records.",
         f"- Corpus generation (not curation, not timed in the totals): {result['corpus_write_s']} s.",
-        END,
     ]
-    text = DOC.read_text()
-    block = "\n".join(lines)
-    if START in text and END in text:
-        text = text[: text.index(START)] + block + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    DOC.write_text(text)
+    write_block(DOC, START, END, lines)
 
 
 def _counts(counts: dict) -> str:

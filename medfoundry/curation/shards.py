@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import os
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -22,10 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from medfoundry.curation.cleaning import NearDuplicateFilter, quality
+from medfoundry.curation.cleaning import NearDuplicateFilter, Removal, quality, record_text
+from medfoundry.data.records import Record
 from medfoundry.text.normalize import word_tokens
 
 KEPT = "kept.jsonl"
+REMOVED = "removed.jsonl"
+GLOBAL_REMOVED = "global_removed.jsonl"
 SUMMARY = "summary.npz"
 FIGURES = "figures.json"
 
@@ -70,45 +75,54 @@ def curate_shard(
     linker=None,
 ) -> dict:
     """Stream one shard: quality filter and in-shard exact dedup, kept records written as they come; text hashes,
-    MinHash signatures and entity counts (with `linker`) kept for the merge. Returns the shard's figures."""
+    MinHash signatures and entity counts (with `linker`) kept for the merge. Returns the shard's figures.
+
+    A row is {"id", "text"} and optionally "kind" (the quality rules' record kind, default "text"), "image_digest"
+    (part of the exact-duplicate key: one caption on two images is not a copy) and "near_dedup" (false: left out of
+    near-duplicate removal, as the recipe does for image records and short texts)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     signer = NearDuplicateFilter(num_perm=num_perm, shingle=shingle)
     hashes: list[int] = []
     signatures: list[np.ndarray] = []
     ids: list[str] = []
-    seen: set[int] = set()
+    near: list[bool] = []
+    seen: dict[int, int] = {}  # text hash -> position of the kept record in `ids`
     reasons: Counter = Counter()
     counts: Counter = Counter()
     batch: list[str] = []
     read = 0
-    with (out_dir / KEPT).open("w", encoding="utf-8") as kept, (out_dir / "removed.jsonl").open(
+    with (out_dir / KEPT).open("w", encoding="utf-8") as kept, (out_dir / REMOVED).open(
         "w", encoding="utf-8"
     ) as removed:
         stem = Path(shard).stem
         for line_no, row, problem in _iter_jsonl(shard):
             read += 1
-            record_id = str(row.get("id", f"{stem}:{line_no}")) if row else f"{stem}:{line_no}"
-            text = str(row.get("text", "")) if row else ""
+            row = row or {}
+            record_id = str(row.get("id", f"{stem}:{line_no}"))
+            text = str(row.get("text", ""))
+            detail: dict = {}
             reason = problem or ("empty text" if not text.strip() else "")
             tokens = word_tokens(text) if not reason else []  # once per record: quality, hash and MinHash share them
-            if not reason and quality(text, "text", tokens).score < min_quality:
-                reason = "low_quality"
-            digest = _text_hash(tokens) if tokens and not reason else 0
+            score = quality(text, str(row.get("kind", "text")), tokens) if not reason else None
+            if score is not None and score.score < min_quality:
+                reason, detail = "low_quality", {"quality": score.score, "problems": score.problems}
+            digest = _text_hash(tokens, str(row.get("image_digest") or "")) if tokens and not reason else 0
             if not reason and digest in seen:
-                reason = "exact_duplicate"
+                reason, detail = "exact_duplicate", {"duplicate_of": ids[seen[digest]]}
             if reason:
                 reasons[reason] += 1
-                removed.write(json.dumps({"id": record_id, "reason": reason}) + "\n")
+                removed.write(json.dumps({"id": record_id, "reason": reason, **detail}) + "\n")
                 continue
-            seen.add(digest)
+            seen[digest] = len(ids)
             signature = signer.signature(text, tokens)
             hashes.append(digest)
             # the signer's values are the high 32 bits of a 64-bit multiply-shift hash: 32 bits hold them exactly and
             # halve what the merge compares
             signatures.append(signature.astype(np.uint32))
             ids.append(record_id)
-            kept.write(json.dumps({"id": record_id, "text": text}, ensure_ascii=False) + "\n")
+            near.append(bool(row.get("near_dedup", True)))
+            kept.write(json.dumps({"id": record_id, "text": text, "quality": score.score}, ensure_ascii=False) + "\n")
             if linker is not None:
                 batch.append(text)
                 if len(batch) >= 2000:
@@ -121,14 +135,16 @@ def curate_shard(
         hashes=np.asarray(hashes, dtype=np.uint64),
         signatures=np.vstack(signatures) if signatures else np.zeros((0, num_perm), dtype=np.uint32),
         ids=np.asarray(ids, dtype=str),
+        near=np.asarray(near, dtype=bool),
     )
     figures = {"read": read, "kept": len(ids), "removed": dict(reasons), "entity_counts": dict(counts)}
     (out_dir / FIGURES).write_text(json.dumps(figures, sort_keys=True))
     return figures
 
 
-def _text_hash(tokens: list[str]) -> int:
-    return int.from_bytes(hashlib.blake2b(" ".join(tokens).encode("utf-8"), digest_size=8).digest(), "little")
+def _text_hash(tokens: list[str], image_digest: str = "") -> int:
+    key = " ".join(tokens) + (f"\x00{image_digest}" if image_digest else "")
+    return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "little")
 
 
 def _entity_counts(linker, texts: list[str]) -> Counter:
@@ -164,12 +180,13 @@ def merge_shards(
     first_of = first[inverse.reshape(-1)]
     exact = first_of != np.arange(len(hashes))
     duplicate_of[exact] = first_of[exact]
-    near = _near_duplicates(signatures, ~exact, threshold, bands, workers)
+    eligible = np.concatenate([s["near"] if "near" in s.files else np.ones(len(s["ids"]), bool) for s in summaries])
+    near = _near_duplicates(signatures, ~exact & eligible, threshold, bands, workers)
     for i, (j, value) in near.items():
         duplicate_of[i] = j
         similarity[i] = value
     removed = np.flatnonzero(duplicate_of >= 0)
-    with (out_dir / "global_removed.jsonl").open("w", encoding="utf-8") as fh:
+    with (out_dir / GLOBAL_REMOVED).open("w", encoding="utf-8") as fh:
         for i, j, value, is_exact in zip(
             removed.tolist(), duplicate_of[removed].tolist(), similarity[removed].tolist(), exact[removed].tolist(),
             strict=True,
@@ -317,3 +334,69 @@ def _resolve(earlier: np.ndarray, later: np.ndarray, values: np.ndarray) -> dict
         if i not in removed and j not in removed:
             removed[i] = (j, value)
     return removed
+
+
+def clean_in_shards(
+    records: list[Record],
+    image_digests: dict[str, str],
+    work_dir: Path,
+    shards: int,
+    min_quality: float,
+    threshold: float,
+    min_words: int,
+) -> tuple[list[Record], list[Removal]]:
+    """The recipe's cleaning (quality, exact and near-duplicate removal) through the sharded path: records are
+    split by a stable hash of their id into `shards` files, each curated in its own process (as many at once as
+    there are CPUs), then merged across shards. Returns (kept records in input order, with `meta.quality`;
+    removals with their reasons). As in one process, image records and texts under `min_words` words are left to
+    exact dedup, and the exact key includes the image digest."""
+    work_dir = Path(work_dir)
+    (work_dir / "in").mkdir(parents=True, exist_ok=True)
+    paths = [work_dir / "in" / f"shard-{i:04d}.jsonl" for i in range(shards)]
+    handles = [path.open("w", encoding="utf-8") for path in paths]
+    try:
+        for position, record in enumerate(records):
+            text = record_text(record)
+            row = {
+                "id": str(position),  # ids need not be unique here; positions are
+                "text": text,
+                "kind": record.kind,
+                "image_digest": image_digests.get(record.id),
+                "near_dedup": not record.image and len(text.split()) >= min_words,
+            }
+            digest = hashlib.blake2b(record.id.encode("utf-8"), digest_size=8).digest()
+            handles[int.from_bytes(digest, "little") % shards].write(json.dumps(row, ensure_ascii=False) + "\n")
+    finally:
+        for handle in handles:
+            handle.close()
+    outs = [work_dir / f"out-{i:04d}" for i in range(shards)]
+    # spawn, not fork: the stage process holds threads (MLflow, tokenizers) that a forked child must not inherit
+    with ProcessPoolExecutor(
+        max_workers=min(shards, os.cpu_count() or 1), mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
+        list(pool.map(curate_shard, paths, outs, [min_quality] * shards))
+    merge_shards(outs, work_dir / "merged", threshold=threshold)
+    removals: list[Removal] = []
+    gone: set[int] = set()
+    for path in [out / REMOVED for out in outs] + [work_dir / "merged" / GLOBAL_REMOVED]:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            position = int(row.pop("id"))
+            reason = row.pop("reason")
+            if reason == "empty text":  # what quality() calls an empty record in one process
+                reason, row = "low_quality", {"quality": 0.0, "problems": ["empty"]}
+            if "duplicate_of" in row:
+                row["duplicate_of"] = records[int(row["duplicate_of"])].id
+            gone.add(position)
+            removals.append(Removal(records[position], reason, row))
+    scores = {}
+    for out in outs:
+        for line in (out / KEPT).read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            scores[int(row["id"])] = row["quality"]
+    kept = []
+    for position, record in enumerate(records):
+        if position not in gone:
+            record.meta["quality"] = scores[position]
+            kept.append(record)
+    return kept, removals

@@ -145,3 +145,65 @@ def test_pipeline_fans_out_with_parallel_for_and_runs_locally(tmp_path, workspac
     assert figures["shards"] == 3 and figures["read"] == 64
     assert figures["removed_in_shards"].get("low_quality") == 1
     assert sum(figures["removed_across_shards"].values()) + sum(figures["removed_in_shards"].values()) >= 3
+
+
+def test_recipe_curate_stage_cleans_in_shards_when_the_profile_asks(workspace, tmp_path):
+    """The recipe pipeline's curate stage (`run_stage`) with `curation.shards` (production-7b ships 16) removes
+    duplicates across shards and low-quality text through the sharded path, with reasons naming the copy."""
+    import yaml
+    from PIL import Image
+
+    from medfoundry import tracking
+    from medfoundry.config import load_profile
+    from medfoundry.data.records import Record, read_jsonl, write_jsonl
+    from medfoundry.entities.tree import EntityTree, cache_key
+    from medfoundry.pipeline import stages
+    from medfoundry.workspace import Workspace
+
+    assert load_profile("production-7b").curation.shards > 1  # the shipped profile turns it on
+    # PHI scrubbing, synthesis and Feast run before or after the cleaning and do not change with sharding: left out
+    # to keep this test quick
+    overrides = {"curation.shards": 3, "curation.scrub_phi": False, "curation.synthesize": False, "curation.feast": False}
+    profile = load_profile("tiny", overrides)
+    cache = Workspace.resolve(profile.workspace).cache / "entity_tree"
+    rows = [{"id": "D:pneumonia", "name": "Pneumonia", "kind": "disease"}]
+    EntityTree.from_rows(rows).save(cache / cache_key(profile.curation.ontology_dir, profile.curation.max_nodes_per_source))
+    folder = tmp_path / "validated"
+    (folder / "images").mkdir(parents=True)
+    for name, shade in (("a.png", 40), ("b.png", 200)):
+        Image.new("L", (32, 32), shade).save(folder / "images" / name)
+    rng = random.Random(3)
+    notes = [" ".join(rng.choice(WORDS) for _ in range(40)).capitalize() + "." for _ in range(24)]
+    near = notes[5].split()
+    near[-1] = "discharged."
+    caption = "Frontal chest radiograph of an adult patient with a right lower lobe opacity."
+    records = [Record(id=f"note-{i}", source="user:notes", kind="text", text=t) for i, t in enumerate(notes)]
+    records += [
+        Record(id="copy-of-note-3", source="user:forum", kind="text", text=notes[3].upper().replace(" ", "  ")),
+        Record(id="near-note-5", source="user:forum", kind="text", text=" ".join(near)),
+        Record(id="junk", source="user:scrape", kind="text", text="$$$ ### !!! @@@ " * 10),
+        Record(id="cap-a", source="user:pacs", kind="caption", text=caption, image="images/a.png"),
+        Record(id="cap-b", source="user:pacs", kind="caption", text=caption, image="images/b.png"),
+    ]
+    write_jsonl(folder / "records.jsonl", records)
+    parent = tracking.start_pipeline_run(profile, "medical-mllm-recipe", "sharded-curate-test")
+    out = tmp_path / "curated"
+    figures = stages.run_stage(
+        "curate", yaml.safe_dump(profile.model_dump(mode="json")), parent,
+        paths={"validated_data": str(folder), "curated_data": str(out)},
+    )
+    assert figures["curation_shards"] == 3
+    removed = {row["id"]: row for row in read_jsonl(out / "removed.jsonl")}
+    pair = {"note-3", "copy-of-note-3"}
+    copy = removed[next(iter(pair & set(removed)))]  # whichever of the two comes later in shard order
+    assert copy["reason"] == "exact_duplicate" and {copy["id"], copy["duplicate_of"]} == pair
+    pair = {"note-5", "near-note-5"}
+    near_row = removed[next(iter(pair & set(removed)))]
+    assert near_row["reason"] == "near_duplicate" and {near_row["id"], near_row["duplicate_of"]} == pair
+    assert near_row["jaccard"] >= profile.curation.near_duplicate_threshold
+    assert removed["junk"]["reason"] == "low_quality" and removed["junk"]["quality"] < profile.curation.min_quality
+    kept = {row["id"]: row for row in read_jsonl(out / "records.jsonl")}
+    assert {"cap-a", "cap-b"} <= set(kept)  # one caption on two different images is not a duplicate
+    assert all(0.3 <= row["meta"]["quality"] <= 1.0 for row in kept.values())
+    assert figures["input"] == figures["kept"] + figures["removed"] + figures["quarantined"]
+    assert figures["removed/exact_duplicate"] == 1 and figures["removed/near_duplicate"] == 1
