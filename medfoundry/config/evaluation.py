@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from medfoundry.config.sections import Section
 
@@ -21,8 +21,24 @@ class EvalConfig(Section):
     # generative: our prompts, generated answers read by the extractors (MedEvalKit-style rules);
     # loglikelihood: options scored by log-likelihood exactly as lm-evaluation-harness 0.4.13 (leaderboard numbers).
     protocol: Literal["generative", "loglikelihood"] = "generative"
+    # Per-benchmark override of `protocol` (e.g. loglikelihood for the multiple-choice benchmarks, generative for the
+    # open ones). Each benchmark's results record the protocol it was scored with; the gate refuses to compare a
+    # candidate with a champion scored under another protocol.
+    protocols: dict[str, Literal["generative", "loglikelihood"]] = Field(default_factory=dict)
     bootstrap_samples: int = Field(1000, ge=10)
     seed: int = 0
     # Medical Entity Tree for rarity tiers and report entity metrics: "auto" (the workspace's cached tree for the
     # curation section's ontology inputs, the one the curate stage built), a saved tree folder, or "none".
     entity_tree: str = "auto"
+
+    @model_validator(mode="after")
+    def _protocols_name_evaluated_benchmarks(self) -> EvalConfig:
+        # A misspelled benchmark in `protocols` would silently leave it on the default protocol.
+        evaluated = {*self.benchmarks, "heldout", "report_findings"}
+        unknown = sorted(set(self.protocols) - evaluated)
+        if unknown:
+            raise ValueError(
+                f"eval.protocols names {', '.join(unknown)}, which this profile does not evaluate "
+                f"(benchmarks: {', '.join(sorted(evaluated))})"
+            )
+        return self

@@ -98,6 +98,8 @@ def eval_command(
     # Flags win over the profile; the profile wins over the built-in defaults.
     max_new_tokens = max_new_tokens or (eval_cfg.max_new_tokens if eval_cfg else 64)
     prompt_mode = prompt_mode or (eval_cfg.prompt_mode if eval_cfg else "plain")
+    # --protocol applies to every benchmark; without it the profile's protocol and its per-benchmark overrides do.
+    protocols = {} if protocol or not eval_cfg else dict(eval_cfg.protocols)
     protocol = protocol or (eval_cfg.protocol if eval_cfg else "generative")
     batch_size = batch_size or (eval_cfg.batch_size if eval_cfg else 8)
     if prompt_mode not in ("plain", "reasoning"):
@@ -146,7 +148,8 @@ def eval_command(
         )
     settings = EvalSettings(
         limit=limit, prompt_mode=prompt_mode, bootstrap_samples=bootstrap, seed=seed,  # type: ignore[arg-type]
-        exclude_contaminated=exclude_contaminated, protocol=protocol, split=split, cop_base=cop_base,
+        exclude_contaminated=exclude_contaminated, protocol=protocol, protocols=protocols, split=split,
+        cop_base=cop_base,
     )
     judge = None
     if judge_endpoint is not None:

@@ -28,6 +28,8 @@ PROTOCOLS: tuple[Protocol, ...] = ("generative", "loglikelihood")
 # lm-evaluation-harness's default `target_delimiter` between the prompt and each choice.
 TARGET_DELIMITER = " "
 HARNESS_VERSION = "lm-eval 0.4.13"
+# The flat metric <benchmark>/protocol_loglikelihood (1.0 or 0.0) carries each benchmark's protocol to the registry.
+LOGLIKELIHOOD_FLAG = "protocol_loglikelihood"
 
 
 class ProtocolError(ValueError):
@@ -106,8 +108,8 @@ def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[i
 class LoglikelihoodScorer:
     """Scores (context, continuation) pairs with an in-process causal LM, as the harness's HF model class does.
 
-    Pairs are run in right-padded batches; padding sits after every scored position, so with causal attention it does
-    not change the scores."""
+    Distinct inputs are run in right-padded batches; padding sits after every scored position, so with causal attention
+    it does not change the scores."""
 
     def __init__(self, model: Any, tokenizer: Any, batch_size: int = 8, max_length: int | None = None):
         self.model = model
@@ -120,39 +122,45 @@ class LoglikelihoodScorer:
     def loglikelihood(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]:
         import torch
 
-        encoded = [encode_pair(self.tokenizer, ctx, cont) for ctx, cont in pairs]
-        # Longest first (as the harness orders its requests), results put back in request order.
-        order = sorted(range(len(encoded)), key=lambda i: -(len(encoded[i][0]) + len(encoded[i][1])))
-        results: list[tuple[float, bool] | None] = [None] * len(encoded)
+        inputs: list[tuple[int, ...]] = []
+        continuations: list[list[int]] = []
+        for ctx, cont in pairs:
+            context_ids, continuation_ids = encode_pair(self.tokenizer, ctx, cont)
+            if not continuation_ids:
+                raise ProtocolError(f"empty continuation after tokenizing {cont!r}")
+            # The harness keeps the last max_length+1 tokens and drops the final one (it is only predicted).
+            inputs.append(tuple((context_ids + continuation_ids)[-(self.max_length + 1) :][:-1]))
+            continuations.append(continuation_ids)
+        # Choices of one item with one-token continuations (" A", " yes") feed the model the same tokens: run each
+        # distinct input once and read every choice from its logits (the harness's logits cache does the same).
+        tails: dict[tuple[int, ...], int] = {}
+        for tokens, continuation_ids in zip(inputs, continuations, strict=True):
+            tails[tokens] = max(tails.get(tokens, 0), len(continuation_ids))
+        # Longest first (as the harness orders its requests).
+        unique = sorted(tails, key=len, reverse=True)
+        logprobs_of: dict[tuple[int, ...], Any] = {}
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.model.eval()
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
-            inputs, spans = [], []
-            for i in batch:
-                context_ids, continuation_ids = encoded[i]
-                if not continuation_ids:
-                    raise ProtocolError(f"empty continuation after tokenizing {pairs[i][1]!r}")
-                # The harness keeps the last max_length+1 tokens and drops the final one (it is only predicted).
-                tokens = (context_ids + continuation_ids)[-(self.max_length + 1) :][:-1]
-                inputs.append(tokens)
-                spans.append(continuation_ids)
-            width = max(len(t) for t in inputs)
-            ids = torch.full((len(inputs), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(inputs), width), dtype=torch.long)
-            for row, tokens in enumerate(inputs):
+        for start in range(0, len(unique), self.batch_size):
+            batch = unique[start : start + self.batch_size]
+            width = len(batch[0])
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, tokens in enumerate(batch):
                 ids[row, : len(tokens)] = torch.tensor(tokens)
                 mask[row, : len(tokens)] = 1
             with torch.no_grad():
-                logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
-            logprobs = torch.log_softmax(logits, dim=-1)
-            for row, (i, continuation_ids) in enumerate(zip(batch, spans, strict=True)):
-                n_input, n_cont = len(inputs[row]), len(continuation_ids)
-                scored = logprobs[row, n_input - n_cont : n_input]
-                target = torch.tensor(continuation_ids)
-                greedy = bool((scored.argmax(dim=-1) == target).all())
-                results[i] = (float(scored.gather(1, target[:, None]).sum()), greedy)
-        return results  # type: ignore[return-value]
+                logits = self.model(input_ids=ids, attention_mask=mask).logits
+            for row, tokens in enumerate(batch):
+                # Only the positions that predict a continuation token are normalised (not the whole sequence).
+                logprobs_of[tokens] = torch.log_softmax(logits[row, len(tokens) - tails[tokens] : len(tokens)].float(), -1)
+        results = []
+        for tokens, continuation_ids in zip(inputs, continuations, strict=True):
+            rows = logprobs_of[tokens][tails[tokens] - len(continuation_ids) :]
+            target = torch.tensor(continuation_ids)
+            greedy = bool((rows.argmax(dim=-1) == target).all())
+            results.append((float(rows.gather(1, target[:, None]).sum()), greedy))
+        return results
 
 
 def score_items(items: Sequence[EvalItem], scorer: LoglikelihoodScorer) -> list[tuple[ChoiceRequest, ChoiceScore]]:

@@ -30,7 +30,8 @@ def evaluate_model(profile: Profile, model_dir: Path, dataset_dir: Path, out_dir
 
     cfg = profile.eval
     settings = EvalSettings(
-        limit=cfg.limit, prompt_mode=cfg.prompt_mode, bootstrap_samples=cfg.bootstrap_samples, seed=cfg.seed
+        limit=cfg.limit, prompt_mode=cfg.prompt_mode, bootstrap_samples=cfg.bootstrap_samples, seed=cfg.seed,
+        protocol=cfg.protocol, protocols=dict(cfg.protocols),
     )
     backend = HFBackend.from_uri(
         model_dir, profile.model, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed

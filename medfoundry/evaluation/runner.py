@@ -20,7 +20,7 @@ from typing import Any
 
 from medfoundry.evaluation.backends import Backend, Generation, GenerationRequest
 from medfoundry.evaluation.benchmarks import Benchmark, BenchmarkDataMissing, EvalItem, Skipped, get_benchmark
-from medfoundry.evaluation.loglikelihood import ProtocolError
+from medfoundry.evaluation.loglikelihood import LOGLIKELIHOOD_FLAG, ProtocolError
 from medfoundry.evaluation.metrics import bootstrap_ci
 from medfoundry.evaluation.scoring import EntityLinker, score_item
 from medfoundry.tasks.prompts import PromptMode, build_prompt
@@ -42,8 +42,12 @@ class EvalSettings:
     seed: int = 0
     exclude_contaminated: bool = False
     protocol: str = "generative"  # generative | loglikelihood (medfoundry.evaluation.loglikelihood)
+    protocols: dict[str, str] = field(default_factory=dict)  # per-benchmark overrides of `protocol`
     split: str | None = None  # train | dev | test: which files of a benchmark folder (None: the folder's only split)
     cop_base: int | None = None  # MedMCQA's cop convention when a file cannot tell (0: HF export, 1: original)
+
+    def protocol_for(self, benchmark: str) -> str:
+        return self.protocols.get(benchmark, self.protocol)
 
 
 @dataclass
@@ -119,7 +123,7 @@ def run_items(
     items = [it for it in run.items if not (settings.exclude_contaminated and it.id in contaminated)]
 
     started = time.perf_counter()
-    if settings.protocol == "loglikelihood":
+    if settings.protocol_for(name) == "loglikelihood":
         rows = _loglikelihood_rows(name, items, backend, annotator, contaminated, checked, progress)
     else:
         rows = _generative_rows(run, items, backend, settings, annotator, contaminated, checked, progress)
@@ -288,7 +292,7 @@ def summarize(
         else [],
         "backend": backend,
         "prompt_mode": settings.prompt_mode,
-        "protocol": settings.protocol,
+        "protocol": settings.protocol_for(bench.name),
         "templates": sorted(set(frame["template"])) if n else [],
         "limit": settings.limit,
         "data": run.data,
@@ -374,6 +378,7 @@ def evaluate(
     summary = {
         "backend": backend.description,
         "protocol": settings.protocol,
+        "protocols": {name: res["protocol"] for name, res in results.items()},
         "benchmarks": results,
         "missing": missing,
         "settings": settings.__dict__,
@@ -416,6 +421,8 @@ def flat_metrics(summary: dict[str, Any]) -> dict[str, float]:
             flat[f"{name}/accuracy"] = res["accuracy"]
         flat[f"{name}/ci95_lo"], flat[f"{name}/ci95_hi"] = res["ci95"]
         flat[f"{name}/n"] = float(res["n"])
+        # A number, so that it travels with the metrics to the registry: the gate compares like with like.
+        flat[f"{name}/{LOGLIKELIHOOD_FLAG}"] = float(res.get("protocol") == "loglikelihood")
         flat[f"{name}/unparseable_rate"] = res["n_unparseable"] / res["n"] if res["n"] else 0.0
         for key, value in res["metrics"].items():
             if key not in ("accuracy",) and value["value"] is not None:

@@ -5,6 +5,7 @@ Metric keys follow the evaluation harness (flat dict, one namespace per benchmar
     <benchmark>/ci95_lo, <benchmark>/ci95_hi     bootstrap interval of the main score
     <benchmark>/rare/score or /rare/accuracy     the main score on the rare-entity tier
     <benchmark>/hallucination_rate               share of answers with unsupported claims
+    <benchmark>/protocol_loglikelihood           1.0 when scored by log-likelihood, else generative (absent: generative)
 
 Per-item scores ({benchmark: {item id: score}}, the evaluation's `item_scores.json`) make the regression check a
 paired comparison over the items both models answered.
@@ -24,7 +25,7 @@ MAIN_SCORE_SUFFIXES = ("score", "accuracy")
 
 @dataclass
 class GateCheck:
-    name: str  # min_score | regression | rare_not_worse | hallucination
+    name: str  # min_score | max_metric | regression | protocol | rare_not_worse | hallucination
     benchmark: str
     passed: bool
     value: float | None
@@ -146,8 +147,20 @@ def _compare(
     candidate_items: ItemScores,
     champion_items: ItemScores,
 ) -> list[GateCheck]:
+    from medfoundry.evaluation.loglikelihood import LOGLIKELIHOOD_FLAG
+
     checks = []
     new, old = main_score(candidate, bench), main_score(champion, bench)
+    protocols = [
+        "loglikelihood" if metrics.get(f"{bench}/{LOGLIKELIHOOD_FLAG}", 0.0) else "generative"
+        for metrics in (candidate, champion)
+    ]
+    if new is not None and old is not None and protocols[0] != protocols[1]:
+        detail = (
+            f"{bench}: the candidate was scored with the {protocols[0]} protocol, the champion with {protocols[1]}; "
+            "scores from different protocols are not comparable (re-evaluate the champion under this profile)"
+        )
+        return [GateCheck("protocol", bench, False, None, None, detail)]
     allowed = gates.max_regression_by_benchmark.get(bench, gates.max_regression)
     if new is None:
         checks.append(

@@ -140,6 +140,53 @@ def test_recipe_evaluate_model(tiny_model, data_root, small_tree, tmp_path):
     assert json.loads((out / "summary.json").read_text())["benchmarks"]["heldout"]["decontamination"]["n_checked"] > 0
 
 
+def test_evaluate_stage_scores_with_the_small_profiles_protocols_and_the_gate_refuses_mixing_them(
+    tiny_model, data_root, small_tree, tmp_path
+):
+    """The shipped `small` profile scores its multiple-choice benchmarks by log-likelihood (lm-eval's protocol) and its
+    open ones generatively; the evaluate stage follows it, each result records its protocol, and the gate refuses to
+    compare with a champion scored the other way."""
+    from medfoundry.evaluation.recipe import evaluate_model
+    from medfoundry.release.gates import evaluate_gate
+
+    small = load_profile("small").eval
+    assert small.protocols == {b: "loglikelihood" for b in ("pubmedqa", "medqa", "medmcqa", "mmlu_medical")}
+    profile = load_profile(
+        "tiny", {"eval.benchmarks": small.benchmarks, "eval.protocols": small.protocols, "eval.limit": 6,
+                 "eval.data_dir": str(data_root), "eval.bootstrap_samples": 50, "eval.entity_tree": str(small_tree)}
+    )
+    out = tmp_path / "eval"
+    figures = evaluate_model(profile, tiny_model, _holdout_dataset(tmp_path), out)
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert not summary["missing"], summary["missing"]
+    for name in small.benchmarks + ["heldout"]:
+        expected = small.protocols.get(name, "generative")
+        assert summary["protocols"][name] == expected, name
+        assert figures[f"{name}/protocol_loglikelihood"] == float(expected == "loglikelihood")
+    import pandas as pd
+
+    medqa = pd.read_parquet(out / "medqa" / "predictions.parquet")
+    assert set(medqa["extraction"]) == {"loglikelihood"} and not medqa["unparseable"].any()
+    assert len(json.loads(medqa["output"].iloc[0])["loglikelihoods"]) == 4
+    assert "loglikelihood" not in set(pd.read_parquet(out / "medquad" / "predictions.parquet")["extraction"])
+
+    same = evaluate_gate(profile.gates.model_copy(update={"max_metrics": {}}), figures, dict(figures))
+    assert same.passed, same.reasons
+    generative_champion = {**figures, "medqa/protocol_loglikelihood": 0.0}
+    mixed = evaluate_gate(profile.gates.model_copy(update={"max_metrics": {}}), figures, generative_champion)
+    assert not mixed.passed
+    assert [c.benchmark for c in mixed.checks if not c.passed] == ["medqa"]
+    assert "not comparable" in mixed.reasons[0]
+
+
+def test_a_misspelled_benchmark_in_eval_protocols_is_a_profile_error():
+    from medfoundry.config import ProfileError
+
+    with pytest.raises(ProfileError, match="medqa_4options"):
+        load_profile("small", {"eval.protocols": {"medqa_4options": "loglikelihood"}})
+
+
 class _FakeModel:
     description = "fake"
 
