@@ -25,6 +25,7 @@ import os
 import random
 import re
 import resource
+import statistics
 import subprocess
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -194,6 +195,8 @@ def main() -> None:
             "total": {c: round(v, 1) for c, v in total_s.items()},
         },
         "speedup_shard_workers": round(workers_s["one"] / workers_s["two"], 2),
+        "speedup_shard_workers_per_round": [r["ratio"] for r in rounds],
+        "speedup_shard_workers_median_round": statistics.median(r["ratio"] for r in rounds),
         "speedup_merge": round(merge_s["one"] / merge_s["two"], 2),
         "speedup_end_to_end": round(total_s["one"] / total_s["two"], 2),
         "records_per_s_end_to_end": {c: round(args.records / v) for c, v in total_s.items()},
@@ -250,6 +253,9 @@ def write_docs(result: dict) -> None:
         f"| **total (end to end)** | {stages['total']['one']} | {stages['total']['two']} | "
         f"**{result['speedup_end_to_end']:.2f}** |",
         "",
+        f"- Shard workers, one/two per round: {', '.join(f'{r:.2f}' for r in result['speedup_shard_workers_per_round'])}"
+        f" (median {result['speedup_shard_workers_median_round']:.2f}); a round far from the others was hit by a "
+        "load change during one of its two runs.",
         f"- Peak RSS per shard worker: **{result['peak_rss_mb_shard_worker_max']} MB** (its own process, ru_maxrss; "
         f"the target is < 2 GB); the merge's peak: {result['peak_rss_mb_merge_max']} MB. The slowest single shard "
         f"took {shard_workers_max} s.",
