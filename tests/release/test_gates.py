@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from medfoundry.config.release import GateConfig
 from medfoundry.release.gates import benchmarks, evaluate_gate, main_score
 
@@ -149,3 +151,18 @@ def test_item_scores_come_from_the_evaluation_predictions(tmp_path):
         (tmp_path / bench).mkdir()
         pd.DataFrame({"benchmark": bench, "id": ids, "score": scores, "extra": 1}).to_parquet(tmp_path / bench / PREDICTIONS)
     assert load_item_scores(tmp_path) == {"heldout": {"a": 1.0, "b": 0.0}}  # NaN (no main score) is left out
+
+
+@pytest.mark.parametrize("name", ["tiny", "small", "production-7b"])
+def test_every_shipped_profiles_gate_refuses_a_first_model_that_fails_at_everything(name):
+    """A gate that passes a model scoring 0 on every benchmark, with every answer unreadable and every report
+    hallucinated, guards nothing (as `min_scores: {heldout: 0.0}` once did)."""
+    from medfoundry.config import load_profile
+
+    profile = load_profile(name)
+    evaluated = ["heldout", *profile.eval.benchmarks]
+    worst = {f"{bench}/score": 0.0 for bench in evaluated}
+    worst |= {f"{bench}/unparseable_rate": 1.0 for bench in evaluated}
+    worst |= {f"{bench}/hallucination_rate": 1.0 for bench in evaluated}
+    decision = evaluate_gate(profile.gates, worst, None)
+    assert not decision.passed, f"{name}: {decision.reasons}"
