@@ -128,7 +128,7 @@ def test_small_profile_decontaminates_against_its_shared_benchmarks(monkeypatch,
         pytest.skip("../shared beside the checkout not found: the small profile's benchmarks are unavailable")
     monkeypatch.chdir(REPO_ROOT)  # the profile's relative data_dir is read from the checkout
     # two of its six keep this quick (protocols of the benchmarks left out go too: the profile refuses them)
-    profile = load_profile("small", {"eval.benchmarks": ["vqa_rad", "medqa"], "eval.protocols": {}})
+    profile = load_profile("small", {"eval.benchmarks": ["vqa_rad", "medqa"]})
     assert {"vqa_rad", "medqa"} <= set(load_profile("small").eval.benchmarks)
     index = profile_eval_index(profile)
     assert index.skipped == {} and index.benchmarks["vqa_rad"] == 1798
