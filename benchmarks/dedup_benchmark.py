@@ -29,6 +29,8 @@ from xml.etree import ElementTree
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from docs_block import write_block  # noqa: E402 - beside this script
+
 from medfoundry.workspace import shared_root  # noqa: E402 - after the path setup
 
 DOC = ROOT / "docs" / "curation.md"
@@ -255,7 +257,6 @@ def main() -> None:
 
 def write_docs(result: dict, args) -> None:
     lines = [
-        START,
         f"Machine: {result['machine']}. Command: `.venv/bin/python benchmarks/dedup_benchmark.py --docs {args.docs} "
         f"--subset {args.subset} --write-docs`.",
         f"Corpus: {result['corpus']['documents']:,} documents ({result['corpus']['words']:,} words) — "
@@ -281,14 +282,7 @@ def write_docs(result: dict, args) -> None:
     lines.append("| --- | ---: | ---: |")
     for name, values in result["agreement_on_subset"].items():
         lines.append(f"| {name} | {values['precision_vs_exact']:.3f} | {values['recall_vs_exact']:.3f} |")
-    lines.append(END)
-    text = DOC.read_text() if DOC.exists() else ""
-    block = "\n".join(lines)
-    if START in text and END in text:
-        text = text[: text.index(START)] + block + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    DOC.write_text(text)
+    write_block(DOC, START, END, lines)
     print(f"wrote {DOC}")
 
 

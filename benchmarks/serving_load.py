@@ -50,6 +50,8 @@ QUESTIONS = [
 TINY = "tiny"
 # Requests per phase (sequential, c8, c16): a real model at a few tokens/s gets fewer.
 PHASE_REQUESTS = {TINY: (40, 160, 160), "real": (8, 40, 48)}
+# Single-stream requests per side: a tiny-model request takes about 80 ms, so 6 of them are within scheduling noise.
+SINGLE_STREAM_ROUNDS = {TINY: 24, "real": 6}
 
 
 def free_port() -> int:
@@ -300,7 +302,8 @@ def server_quantiles(growth: dict) -> dict:
 def bench_model(label: str, model: str, args: argparse.Namespace, workdir: Path, image: str) -> dict:
     sequential, c8, c16 = (max(args.phase_rounds, round(n * args.scale))
                            for n in PHASE_REQUESTS[TINY if label == TINY else "real"])
-    result: dict = {"model": model, "single_stream": single_stream(model, args.threads, args.max_tokens, args.rounds)}
+    rounds = args.rounds or SINGLE_STREAM_ROUNDS[TINY if label == TINY else "real"]
+    result: dict = {"model": model, "single_stream": single_stream(model, args.threads, args.max_tokens, rounds)}
     print(f"[{label}] single stream: {result['single_stream']}", flush=True)
     server = Server(model, 8, 64, args.max_tokens, args.threads, workdir / f"serve-{label}.log")
     plan = (("sequential", sequential, 1), ("c8", c8, 8), ("c16", c16, 16))
@@ -372,7 +375,8 @@ def main() -> int:
                         help="Model to serve (repeatable; default: the tiny VLM, and SmolLM2 when `make smollm2` ran). "
                              "'tiny' builds the tiny random-init VLM of the tiny profile.")
     parser.add_argument("--max-tokens", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=6, help="Single-stream requests per side.")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="Single-stream requests per side (default: 24 for the tiny model, 6 for a real one).")
     parser.add_argument("--threads", type=int, default=2, help="torch threads, the same for every side.")
     parser.add_argument("--phase-rounds", type=int, default=4, help="Rounds in which the HTTP phases take turns.")
     parser.add_argument("--scale", type=float, default=1.0, help="Multiply the requests per phase (smoke runs: 0.1).")

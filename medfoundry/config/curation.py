@@ -13,6 +13,9 @@ class CurationConfig(Section):
     # Caps for the tiny profile: the tree is built from at most this many nodes per source (None: all).
     max_nodes_per_source: int | None = None
     min_quality: float = Field(0.3, ge=0.0, le=1.0)
+    # Quality, exact and near-duplicate removal in this many shard processes, merged across shards
+    # (medfoundry.curation.shards; 32-value MinHash, LSH banding); 1: in this process (128-value MinHash, datasketch).
+    shards: int = Field(1, ge=1)
     near_duplicate_threshold: float = Field(0.8, gt=0.0, le=1.0)
     decontamination_ngram: int = Field(13, ge=3)
     # Decontaminate against every benchmark of the profile's evaluation (eval.benchmarks under eval.data_dir): text

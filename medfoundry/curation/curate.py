@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -21,6 +22,7 @@ from medfoundry.curation.cleaning import Removal, exact_dedup, near_dedup, quali
 from medfoundry.curation.decontam import EvalIndex, decontaminate, profile_eval_index
 from medfoundry.curation.phi import scrub_record
 from medfoundry.curation.readers import read_corpora
+from medfoundry.curation.shards import clean_in_shards
 from medfoundry.data.records import (
     IMAGES,
     MANIFEST,
@@ -102,27 +104,37 @@ def curate(
         records = [scrub_record(record, phi_counts, out_dir) for record in records]
     lap("phi")
 
-    say("removing duplicates")
     digests = _image_digests(records, out_dir)
-    records, dropped = exact_dedup(records, digests)
-    removed += dropped
-    records, dropped = near_dedup(
-        records, threshold=cfg.near_duplicate_threshold, min_words=cfg.near_duplicate_min_words
-    )
-    removed += dropped
-    lap("dedup")
+    if cfg.shards > 1:
+        say(f"removing duplicates and scoring quality in {cfg.shards} shards")
+        with tempfile.TemporaryDirectory(prefix="curate-shards-") as work:
+            records, dropped = clean_in_shards(
+                records, digests, Path(work), cfg.shards, cfg.min_quality, cfg.near_duplicate_threshold,
+                cfg.near_duplicate_min_words,
+            )
+        removed += dropped
+        lap("clean_in_shards")
+    else:
+        say("removing duplicates")
+        records, dropped = exact_dedup(records, digests)
+        removed += dropped
+        records, dropped = near_dedup(
+            records, threshold=cfg.near_duplicate_threshold, min_words=cfg.near_duplicate_min_words
+        )
+        removed += dropped
+        lap("dedup")
 
-    say("scoring quality")
-    kept_quality: list[Record] = []
-    for record in records:
-        q = quality(record_text(record), record.kind)
-        record.meta["quality"] = q.score
-        if q.score < cfg.min_quality:
-            removed.append(Removal(record, "low_quality", {"quality": q.score, "problems": q.problems}))
-        else:
-            kept_quality.append(record)
-    records = kept_quality
-    lap("quality")
+        say("scoring quality")
+        kept_quality: list[Record] = []
+        for record in records:
+            q = quality(record_text(record), record.kind)
+            record.meta["quality"] = q.score
+            if q.score < cfg.min_quality:
+                removed.append(Removal(record, "low_quality", {"quality": q.score, "problems": q.problems}))
+            else:
+                kept_quality.append(record)
+        records = kept_quality
+        lap("quality")
 
     # -- decontaminate --------------------------------------------------------------------------------------------
     say("decontaminating against evaluation sets and the profile's benchmarks")
@@ -210,6 +222,7 @@ def curate(
         "gx_evaluated_expectations": outcome.summary["evaluated_expectations"],
         "images": sum(1 for r in records if r.image),
         "holdout": sum(1 for r in records if r.split == "holdout"),
+        "curation_shards": cfg.shards,
         **entity_figures,
     }
     upstream = [

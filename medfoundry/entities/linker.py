@@ -20,6 +20,7 @@ the document defines them or the sentence is clinical (see `abbreviations.py`); 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import unicodedata
@@ -35,9 +36,28 @@ from medfoundry.entities.abbreviations import AbbreviationResolver
 from medfoundry.entities.normalize import DOCUMENT_SEPARATOR, code_points, fold, is_acronym, normalize_form
 from medfoundry.entities.tree import EntityTree
 
-LINKER_VERSION = "5"  # bump when matching or form selection changes: invalidates cached linkers
+LINKER_VERSION = "6"  # bump when matching or form selection changes: invalidates cached linkers
 _ENTITY, _PRE, _POST, _PSEUDO, _TERMINATOR = 0, 1, 2, 3, 4
 _FAMILY_PRE, _FAMILY_POST, _HISTORICAL_PRE, _HISTORICAL_POST = 5, 6, 7, 8
+_HEREDITARY = 9  # "familial", "hereditary", "inherited" before a disease name (see `_qualified_diseases`)
+HEREDITARY_WORDS = ("familial", "hereditary", "inherited")
+# HPO inheritance modes as bits; a disease whose only mode is the one written before its name is the same disease
+INHERITANCE_BITS = {
+    "HP:0000006": 1,  # autosomal dominant
+    "HP:0000007": 2,  # autosomal recessive
+    "HP:0001417": 4,  # X-linked
+    "HP:0001419": 4,  # X-linked recessive
+    "HP:0001423": 4,  # X-linked dominant
+    "HP:0001427": 8,  # mitochondrial
+    "HP:0001450": 16,  # Y-linked
+    # not Mendelian: a disease that also occurs sporadically or somatically has a "familial" form that is a subset
+    "HP:0003745": 32,  # sporadic
+    "HP:0001442": 32,  # somatic mosaicism
+    "HP:0001428": 32,  # somatic mutation
+    "HP:0001426": 32,  # multifactorial
+}
+# "GENE-related disease" / "GENE-associated disease" (GeneReviews' and MedlinePlus' naming of gene-specific forms)
+_GENE_QUALIFIER = re.compile(r"([A-Za-z][A-Za-z0-9]{1,11})-(?:related|associated) $")
 _ABBREVIATION_HOW = ("", "defined", "context")
 _SEPARATOR = f" {DOCUMENT_SEPARATOR} "
 _BRACKETED = re.compile(r"\s*[\[(][^\])]*[\])]")
@@ -60,7 +80,22 @@ _EPONYM_SWAP = re.compile(r"^((?:[A-Z][a-z'’]+[- ])*[A-Z][a-z'’]+) (disease|
 # "15q13.3 microdeletion syndrome" is written "15q13.3 microdeletion"; "Type III glycogen storage disease" is written
 # "glycogen storage disease type III".
 _ADJECTIVE_ENDINGS = ("al", "ic", "ous", "ary", "ive", "ar", "oid", "ed", "ac", "tory")
-_CHROMOSOMAL_SYNDROME = re.compile(r"^(.*\d.*(?:deletion|duplication|microdeletion|microduplication|trisomy|tetrasomy)) syndrome$", re.I)
+_CHROMOSOMAL_SYNDROME = re.compile(
+    r"^((?=.*\d)(?=.*\b(?:deletion|duplication|microdeletion|microduplication|trisomy|tetrasomy|monosomy)\b).*) syndrome$",
+    re.I,
+)
+# A disease named without a head noun is also written with "syndrome" after it ("GLUT1 deficiency syndrome",
+# "Lenz microphthalmia syndrome", "PPM-X syndrome", "dilated cardiomyopathy with ataxia syndrome"): names of
+# hyphen-joined parts, "... with ...", "... deficiency" and an eponym before one word.
+_HEAD_NOUNS = ("syndrome", "disease", "disorder", "syndromes", "diseases", "disorders", "complex", "sequence")
+_SYNDROME_LESS = re.compile(
+    r"[A-Za-z0-9]-[A-Za-z]| with | deficiency$|^[A-Z][a-z]+(?<!al)(?<!ic)(?<!ous)(?<!ary)(?<!ive)(?<!ar)(?<!ed) [a-z]+$"
+)
+# "ALG1-CDG" is "ALG1-congenital disorder of glycosylation" (the CDG nomenclature of Jaeken et al. 2009).
+_CDG = re.compile(r"(?<=[-\s])CDG$")
+# A qualifier that OMIM writes after the comma but prose writes after the name ("Ichthyosis, hystrix-like, with
+# deafness" -> "hystrix-like Ichthyosis with deafness").
+_TRAILING_QUALIFIER = re.compile(r"^(?:with|without|due to|associated with|type \w+)\b", re.IGNORECASE)
 _LEADING_TYPE = re.compile(r"^type (\w+) (.+)$", re.IGNORECASE)
 _TRAILING_NUMBER = re.compile(r"^(.*[a-z]) (\d+[a-z]?|[ivx]+[a-z]?)$", re.IGNORECASE)
 _ROMAN = ("i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x")
@@ -211,6 +246,8 @@ class Linker:
         self.names: list[str] = frame["name"].tolist()
         self.kinds: list[str] = frame["kind"].tolist()
         self.rare: list[bool] = frame["rare"].astype(bool).tolist()
+        self._tree = tree
+        self._qualifiers: _QualifierIndex | None = None  # built at the first qualified name, from the tree
         self.abbreviations = (
             AbbreviationResolver(lambda form: self.form_nodes.get(normalize_form(form)))
             if options.abbreviations
@@ -247,12 +284,13 @@ class Linker:
                 (_HISTORICAL_POST, context.HISTORICAL_POST),
                 (_PSEUDO, context.CONTEXT_PSEUDO),
             )
-        if options.negation or options.context:
-            for code, phrases in cue_groups:
-                for phrase in phrases:
-                    key = normalize_form(phrase)
-                    if key not in forms:  # an entity form of the same spelling wins
-                        add(key, code, -1, False)
+        if not (options.negation or options.context):
+            cue_groups = ()
+        for code, phrases in (*cue_groups, (_HEREDITARY, HEREDITARY_WORDS)):
+            for phrase in phrases:
+                key = normalize_form(phrase)
+                if key not in forms:  # an entity form of the same spelling wins
+                    add(key, code, -1, False)
         stats["patterns"] = len(row_of)
         form_nodes = {key: form.node for key, form in forms.items()}
         return cls(
@@ -324,16 +362,19 @@ class Linker:
             doc_starts[1:] = np.cumsum(lengths[:-1] + len(_SEPARATOR))
         joined = _SEPARATOR.join(texts)
         folded = fold(joined)
-        padded = " " + folded + " "
-        data = padded.encode("utf-8")
+        scanned, kept = _collapse_separator_runs(" " + folded + " ", joined)
+        data = scanned.encode("utf-8")
         found = self.automaton.find_matches_as_indexes(data, overlapping=True)
         if not found and self.abbreviations is None:
             return self._empty(len(texts))
         hits = np.fromiter(chain.from_iterable(found), dtype=np.int64, count=3 * len(found)).reshape(-1, 3)
-        if len(data) != len(padded):  # non-ASCII text: byte offsets -> character offsets
+        if len(data) != len(scanned):  # non-ASCII text: byte offsets -> character offsets
             continuation = (np.frombuffer(data, dtype=np.uint8) & 0xC0) == 0x80
             before = np.concatenate(([0], np.cumsum(continuation, dtype=np.int64)))
             hits[:, 1:] -= before[hits[:, 1:]]
+        if kept is not None:  # offsets in the collapsed text -> offsets in the padded text, by the form's own letters
+            hits[:, 1] = kept[hits[:, 1] + 1] - 1
+            hits[:, 2] = kept[hits[:, 2] - 2] + 2
         value = self.values[self.pattern_rows[hits[:, 0]]].reshape(-1, 4)
         # the padded text is folded shifted by one: a pattern " form " at padded [s, e) covers folded [s, e - 2)
         starts = hits[:, 1]
@@ -345,6 +386,8 @@ class Linker:
         is_mention = code == _ENTITY
         if acronym.any():
             is_mention &= self._case_guard(joined, starts, ends, acronym)
+        if len(code):
+            starts, node, is_mention = self._qualified_diseases(joined, starts, ends, code, node, is_mention)
         how = np.zeros(len(code), dtype=np.int64)
         if self.abbreviations is not None:
             starts, ends, code, node, is_mention, how = self._add_abbreviations(
@@ -383,6 +426,68 @@ class Linker:
             historical=historical[order],
             abbreviation=how[order],
         )
+
+    # -- qualified names: "autosomal dominant X", "familial X", "GENE-related X" ----------------------------------------
+    def _qualified_diseases(self, joined, starts, ends, code, node, is_mention):
+        """Extend a disease mention over the qualifier written before it when the tree says what the qualified name
+        is: an inheritance mode that is the disease's only one in HPO ("autosomal dominant partial epilepsy with
+        auditory features"), or the one mode of exactly one disease below it ("autosomal recessive hyper-IgE
+        syndrome" -> DOCK8 deficiency); "familial" / "hereditary" before a disease with a Mendelian mode; and a gene
+        before "-related" / "-associated" that HPO associates with exactly one disease that is the mention's node,
+        lies below it or carries its name ("CAV3-related distal myopathy" -> Distal myopathy, Tateyama type).
+        A qualifier the tree cannot resolve leaves the mention as it was (no widening to the unqualified node)."""
+        index = self._qualifier_index()
+        mention_rows = np.flatnonzero(is_mention)
+        disease = mention_rows[index.is_disease[node[mention_rows]]]
+        qualifier = np.flatnonzero((code == _HEREDITARY) | (is_mention & (index.mode[np.maximum(node, 0)] > 0)))
+        pairs: list[tuple[int, int, int]] = []  # (qualifier row or -1, disease row, target node)
+        if len(disease) and len(qualifier):
+            order = disease[np.argsort(starts[disease], kind="stable")]
+            at = np.searchsorted(starts[order], ends[qualifier] + 1)
+            found = at < len(order)
+            hit = np.zeros(len(qualifier), dtype=bool)
+            hit[found] = starts[order[at[found]]] == ends[qualifier[found]] + 1
+            for q, d in zip(qualifier[hit].tolist(), order[at[hit]].tolist(), strict=True):
+                mode = 0 if code[q] == _HEREDITARY else int(index.mode[node[q]])
+                target = index.inherited(int(node[d]), mode)
+                if target is not None:
+                    pairs.append((q, d, target))
+        if "-related " in joined or "-associated " in joined:
+            pairs += self._gene_qualified(joined, starts, ends, node, disease)
+        if not pairs:
+            return starts, node, is_mention
+        starts, node, is_mention = starts.copy(), node.copy(), is_mention.copy()
+        for q, d, target in pairs:
+            if q >= 0:
+                is_mention[q] = False
+                starts[d] = starts[q]
+            else:
+                starts[d] = -q - 1  # the gene's start, encoded by `_gene_qualified`
+            node[d] = target
+        return starts, node, is_mention
+
+    def _gene_qualified(self, joined, starts, ends, node, disease) -> list[tuple[int, int, int]]:
+        index = self._qualifier_index()
+        by_start = {int(starts[d]): d for d in disease.tolist()}
+        out = []
+        for word in ("-related ", "-associated "):
+            at = joined.find(word)
+            while at >= 0:
+                d = by_start.get(at + len(word))
+                if d is not None:
+                    match = _GENE_QUALIFIER.search(joined[max(0, at - 13) : at + len(word)])
+                    if match:
+                        gene_start = at - len(match.group(1))
+                        target = index.gene_form(match.group(1), int(node[d]), joined[starts[d] : ends[d]])
+                        if target is not None:
+                            out.append((-gene_start - 1, d, target))
+                at = joined.find(word, at + 1)
+        return out
+
+    def _qualifier_index(self) -> _QualifierIndex:
+        if self._qualifiers is None:
+            self._qualifiers = _QualifierIndex(self)
+        return self._qualifiers
 
     def _add_abbreviations(self, texts, joined, doc_starts, starts, ends, code, node, is_mention, how):
         """Append the abbreviation mentions of each document that has a candidate (a listed short form or a
@@ -502,6 +607,83 @@ class Linker:
         return out
 
 
+class _QualifierIndex:
+    """What `Linker._qualified_diseases` needs from the tree: each node's HPO inheritance bits, the inheritance mode
+    a clinical-attribute node names, children, genes -> diseases, and each node's forms."""
+
+    def __init__(self, linker: Linker) -> None:
+        frame = linker._tree.frame
+        n = len(frame)
+        self.linker = linker
+        self.is_disease = (frame["kind"] == "disease").to_numpy()
+        self.mode = np.zeros(n, dtype=np.int64)  # the mode a clinical attribute names ("autosomal dominant")
+        for hpo_id, bit in INHERITANCE_BITS.items():
+            row = linker._tree.index.get(hpo_id)
+            if row is not None:
+                self.mode[row] = bit
+        self.inheritance = np.zeros(n, dtype=np.int64)
+        self.genetic = np.zeros(n, dtype=bool)  # rare, with a Mendelian mode or a gene in HPO (Orphanet: no modes)
+        self.genes: dict[str, list[int]] = {}
+        for row, attributes in enumerate(frame["attributes"].tolist()):
+            if '"inheritance"' not in attributes and '"genes"' not in attributes:
+                continue
+            data = json.loads(attributes)
+            for hpo_id in data.get("inheritance", ()):
+                self.inheritance[row] |= INHERITANCE_BITS.get(hpo_id, 0)
+            for gene in data.get("genes", ()):
+                self.genes.setdefault(gene.upper(), []).append(row)
+            mendelian = self.inheritance[row] & 0b11111 or data.get("genes")
+            self.genetic[row] = bool(mendelian) and not self.inheritance[row] & 32
+        # "familial X" names X only where X is a rare genetic disease: "familial Alzheimer disease" is a subset
+        self.genetic &= frame["rare"].astype(bool).to_numpy()
+        self.children: dict[int, list[int]] = {}
+        index = linker._tree.index
+        for row, parents in enumerate(frame["parent_ids"].tolist()):
+            for parent in parents:
+                parent_row = index.get(parent)
+                if parent_row is not None:
+                    self.children.setdefault(parent_row, []).append(row)
+        self._forms: dict[int, list[str]] | None = None
+
+    def inherited(self, row: int, mode: int) -> int | None:
+        """The node that "<mode> <name of row>" names: row itself when `mode` is its only inheritance mode (any
+        Mendelian mode or a gene of a rare disease for "familial"/"hereditary"), else the one disease up to two levels below it with
+        only that mode; None when there is none or more than one."""
+        bits = int(self.inheritance[row])
+        if mode == 0:
+            return row if self.genetic[row] else None
+        if bits == mode:
+            return row
+        below = {c for c in self.children.get(row, ())}
+        below |= {g for c in below for g in self.children.get(c, ())}
+        matches = [c for c in below if self.is_disease[c] and int(self.inheritance[c]) == mode]
+        return matches[0] if len(matches) == 1 else None
+
+    def gene_form(self, gene: str, row: int, surface: str) -> int | None:
+        """The disease of `gene` that is `row`, else its one child among them, else the one with a form containing
+        the mention's words."""
+        candidates = self.genes.get(gene.upper()) or self.genes.get(gene.upper().replace("-", ""))
+        if not candidates:
+            return None
+        if row in candidates:
+            return row
+        parents = self.linker._tree.frame["parent_ids"]
+        row_id = self.linker.ids[row]
+        below = {c for c in candidates if row_id in parents.iat[c]}
+        if len(below) == 1:  # a child of the mention's node first ("Cardiomyopathy, dilated, 3B" under DCM)
+            return below.pop()
+        words = f" {normalize_form(surface)} "
+        named = {c for c in candidates if any(words in f" {form} " for form in self.forms().get(c, ()))}
+        return named.pop() if len(named) == 1 else None
+
+    def forms(self) -> dict[int, list[str]]:
+        if self._forms is None:
+            self._forms = {}
+            for form, row in self.linker.form_nodes.items():
+                self._forms.setdefault(row, []).append(form)
+        return self._forms
+
+
 def _record_fields(record) -> list[tuple[str, str]]:
     parts = [("text", record.text or "")]
     if record.question:
@@ -549,6 +731,58 @@ def _scope_end_positions(text: str) -> np.ndarray:
     return np.flatnonzero(np.isin(code_points(text), [0, *map(ord, context.SCOPE_END_CHARS)]))
 
 
+# Separators that end a sentence or clause, and brackets: a run of separators holding one is kept whole, so a form
+# never matches across it ("... chest pain. Fever" is no "pain fever", "fibrous (connective) tissue" no "connective
+# tissue"); a source name holding one ("St. Louis encephalitis") is stored with the same run.
+_CLAUSE_CHARS = ".;:!?()[]"
+_CLAUSE_END = np.zeros(256, dtype=bool)
+_CLAUSE_END[[ord(c) for c in _CLAUSE_CHARS]] = True
+_CLAUSE_TABLE = bytes(_CLAUSE_END.astype(np.uint8))
+_SEPARATOR_RUN = re.compile(r" {2,}")
+
+
+def _collapse_separator_runs(padded: str, original: str) -> tuple[str, np.ndarray | None]:
+    """The padded folded text with each run of separators collapsed to one space, unless the run holds a clause end
+    or a bracket, and the padded position of each kept character (None when nothing was collapsed). Forms are stored
+    the same way (`_form_spelling`), so "neuropathy, type II", "ataxia, and retinitis" and "X - Y" in a text match
+    the source's "neuropathy type II" and "ataxia and retinitis" without a stored spelling for every punctuation."""
+    chars = code_points(padded)
+    space = chars == 32
+    doubled = np.zeros(len(chars), dtype=bool)
+    doubled[1:] = space[1:] & space[:-1]  # a separator following a separator
+    if not doubled.any():
+        return padded, None
+    if original.isascii():  # the common case: one C pass
+        clause_end = np.frombuffer(f" {original} ".encode("ascii").translate(_CLAUSE_TABLE), dtype=bool)
+    else:
+        source = code_points(original)  # padded i is original i - 1
+        clause_end = np.zeros(len(chars), dtype=bool)
+        clause_end[1:-1] = _CLAUSE_END[np.minimum(source, 255)] & (source < 256)
+    starts_run = space.copy()
+    starts_run[1:] &= ~space[:-1]
+    run = np.cumsum(starts_run, dtype=np.int32)
+    whole = np.zeros(int(run[-1]) + 1, dtype=bool)
+    whole[run[clause_end]] = True  # runs holding a clause end stay as they are
+    keep = ~(doubled & ~whole[run])
+    if keep.all():
+        return padded, None
+    kept = np.flatnonzero(keep)
+    collapsed = chars[kept]
+    text = collapsed.tobytes().decode("ascii") if collapsed.dtype == np.uint8 else collapsed.tobytes().decode("utf-32-le")
+    return text, kept
+
+
+def _form_spelling(text: str) -> str:
+    """A source form as the text scan sees it: folded, each run of separators one space unless it holds a clause
+    end or a bracket (see `_collapse_separator_runs`)."""
+    folded = fold(text)
+    if "  " in folded:
+        folded = _SEPARATOR_RUN.sub(
+            lambda m: m.group(0) if any(c in _CLAUSE_CHARS for c in text[m.start() : m.end()]) else " ", folded
+        )
+    return folded.strip()
+
+
 def _leftmost_longest(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Indices of the matches kept: drop every match inside a longer one, then the later of two that overlap."""
     order = np.lexsort((-ends, starts))
@@ -584,13 +818,25 @@ def _swap_numeral(match: re.Match) -> str:
 def _uninverted(form: str) -> list[str]:
     """'Pulmonary disease, chronic obstructive' -> 'chronic obstructive Pulmonary disease'; 'Spastic paraplegia 8,
     autosomal recessive' -> 'Spastic paraplegia 8', 'Spastic paraplegia type 8'; 'Migraine, familial hemiplegic, 1'
-    -> 'familial hemiplegic Migraine 1', '... type 1'; 'Czech dysplasia, metatarsal type' -> 'Czech dysplasia'."""
+    -> 'familial hemiplegic Migraine 1', '... type 1'; 'Czech dysplasia, metatarsal type' -> 'Czech dysplasia';
+    'Ichthyosis, hystrix-like, with deafness' -> 'hystrix-like Ichthyosis with deafness'."""
     head, *qualifiers = (part.strip() for part in form.split(", "))
     if qualifiers and qualifiers[-1].lower() == "deficiency of":  # "Phosphoglycerate mutase, muscle, deficiency of"
         return [f"{head} deficiency", " ".join([*qualifiers[:-1], head, "deficiency"])]
     if qualifiers and qualifiers[-1].lower().endswith(" due to"):  # "CPS I deficiency, hyperammonemia due to"
         return [head]
     number = ""
+    trailing = [q for q in qualifiers if _TRAILING_QUALIFIER.match(q)]
+    leading = [q for q in qualifiers if not _TRAILING_QUALIFIER.match(q)]
+    if trailing and not any(c.isdigit() for q in leading for c in q):
+        # "Pseudohypoaldosteronism, type I, autosomal dominant" -> "Pseudohypoaldosteronism type I" (the inheritance
+        # only narrows it) and "autosomal dominant Pseudohypoaldosteronism type I"
+        named = [" ".join([*leading, head, *trailing])]
+        if leading and all(_SUBTYPE_QUALIFIER.match(q) for q in leading):
+            named.append(" ".join([head, *trailing]))
+        if not leading and len(trailing) == 1 and trailing[0][:5].lower() == "type ":
+            named.append(f"{trailing[0]} {head}")  # "Insulin resistance syndrome, Type A" -> "Type A Insulin ..."
+        return named
     if qualifiers and (qualifiers[-1].isdigit() or re.fullmatch(r"\d+[a-z]?|[ivx]+[a-z]?", qualifiers[-1], re.I)):
         number = qualifiers.pop()
     out = []
@@ -632,6 +878,18 @@ def _variants(form: str, kind: str) -> list[str]:
             candidates.append(form[11:])  # "Hereditary butyrylcholinesterase deficiency"
         if ", " in form:
             candidates.extend(_uninverted(form))
+        if " due to " in form and form.endswith(" deficiency"):
+            # Orphanet names a disease by its manifestation and cause; prose by the cause: "Congenital adrenal
+            # hyperplasia due to 3-beta-hydroxysteroid dehydrogenase deficiency" is "3-beta-hydroxysteroid ..."
+            candidates.append(form[form.index(" due to ") + 8 :])
+        if form.endswith("CDG") and _CDG.search(form):
+            candidates.append(_CDG.sub("congenital disorder of glycosylation", form))
+        if not lowered_tail_is_head(form) and "," not in form and " due to " not in form and _SYNDROME_LESS.search(form):
+            candidates.append(f"{form} syndrome")
+        if "immunodeficiency" in form:  # "common variable immune deficiency"
+            candidates.append(form.replace("immunodeficiency", "immune deficiency"))
+        if form.endswith(("-related disease", "-related disorder")):  # "MYH9-related disease" / "... disorder"
+            candidates.append(form[: form.rindex(" ")] + (" disorder" if form.endswith("disease") else " disease"))
         if form.endswith(("disease", "syndrome")):
             match = _EPONYM_SWAP.match(form)
             if match and not match.group(1).endswith(_ADJECTIVE_ENDINGS):
@@ -657,15 +915,89 @@ def _variants(form: str, kind: str) -> list[str]:
             candidates.append(form[: -len(" spectrum")])
     if kind in _PLURAL_KINDS:
         candidates.append(_plural(form) or "")
-    lowered = form.lower()
-    if "type " in lowered or "group " in lowered or "class " in lowered:
-        candidates.append(_TYPE_NUMBER.sub(_swap_numeral, form))
+        if form.endswith("ies") and len(form) > 8:  # ICD-10-CM names categories in the plural: "... deficiencies"
+            candidates.append(form[:-3] + "y")
+    for text in [form, *candidates]:  # "Pseudohypoaldosteronism type I" (un-inverted) -> "... type 1"
+        lowered = text.lower()
+        if "type " in lowered or "group " in lowered or "class " in lowered:
+            candidates.append(_TYPE_NUMBER.sub(_swap_numeral, text))
     out = []
     for candidate in candidates:
         candidate = candidate.strip()
         if candidate and candidate != form and candidate not in out:
             out.append(candidate)
     return out
+
+
+_COMPOUND_KINDS = frozenset({"disease", "phenotype", "symptom"})
+_LONG_WORD = re.compile(r"[a-z]{9,}")
+
+
+class _CompoundSplitter:
+    """Compounds of combining forms are also written with hyphens: "Auriculocondylar syndrome" as
+    "auriculo-condylar syndrome", "Laryngoonychocutaneous" as "laryngo-onycho-cutaneous", "venoocclusive" as
+    "veno-occlusive". A word splits after an "o" where the rest is a word (5+ letters) of some disease, phenotype or
+    symptom name, or splits again the same way."""
+
+    def __init__(self, frame) -> None:
+        self.words: set[str] = set()
+        for name, synonyms, kind in zip(frame["name"], frame["synonyms"], frame["kind"], strict=True):
+            if kind in _COMPOUND_KINDS:
+                for text in (name, *synonyms):
+                    self.words.update(word for word in fold(text).split() if len(word) >= 5 and word.isalpha())
+        self.memo: dict[str, str | None] = {}
+
+    def split(self, text: str) -> str | None:
+        """`text` with its compounds hyphenated, or None when none splits."""
+        lowered = text.lower()
+        out, changed = lowered, False
+        for word in _LONG_WORD.findall(lowered):
+            parts = self._split_word(word)
+            if parts:
+                out, changed = re.sub(rf"\b{word}\b", parts, out), True
+        return out if changed else None
+
+    def _split_word(self, word: str) -> str | None:
+        if word in self.memo:
+            return self.memo[word]
+        self.memo[word] = None  # no recursion into itself
+        found = None
+        for cut in range(4, len(word) - 4):
+            if word[cut - 1] != "o":
+                continue
+            rest = word[cut:]
+            if rest in self.words:
+                found = f"{word[:cut]}-{rest}"
+                break
+            if len(rest) >= 9 and (inner := self._split_word(rest)):
+                found = f"{word[:cut]}-{inner}"
+                break
+        self.memo[word] = found
+        return found
+
+
+# "X-linked spinal and bulbar muscular atrophy" is "spinal and bulbar muscular atrophy" when X-linked is the
+# disease's only inheritance mode in HPO (there is no other form of it to tell apart).
+_MODE_PHRASES = {"autosomal dominant ": 1, "autosomal recessive ": 2, "x-linked ": 4, "x linked ": 4}
+_MODE_PREFIXES = frozenset(phrase[:9] for phrase in _MODE_PHRASES)
+
+
+def _without_redundant_mode(spellings: list[tuple[str, int]], attributes: str) -> list[tuple[str, int]]:
+    bits = 0
+    for hpo_id in json.loads(attributes).get("inheritance", ()):
+        bits |= INHERITANCE_BITS.get(hpo_id, 0)
+    out = []
+    for text, origin in spellings:
+        lowered = text.lower()
+        for phrase, mode in _MODE_PHRASES.items():
+            if lowered.startswith(phrase) and bits == mode:
+                out.append((text[len(phrase) :], 2 + origin % 2))
+    return out
+
+
+def lowered_tail_is_head(form: str) -> bool:
+    """The name ends with a head noun ("syndrome", "disease", "disorder" ...)."""
+    return form.rpartition(" ")[2].lower() in _HEAD_NOUNS
 
 
 def _collect_forms(tree: EntityTree, options: LinkerOptions) -> tuple[dict[str, _Form], dict]:
@@ -678,6 +1010,7 @@ def _collect_forms(tree: EntityTree, options: LinkerOptions) -> tuple[dict[str, 
     first_node: dict[str, int] = {}
     ambiguous: set[str] = set()
     dropped = {"short": 0, "ambiguous_word": 0, "generic": 0, "numeric": 0, "two_letter_acronym": 0}
+    attributes = frame["attributes"].tolist()
     rows = zip(
         range(len(frame)),
         frame["id"],
@@ -687,6 +1020,7 @@ def _collect_forms(tree: EntityTree, options: LinkerOptions) -> tuple[dict[str, 
         frame["linkable"],
         strict=True,
     )
+    compounds = _CompoundSplitter(frame)
     for row, node_id, name, synonyms, kind, linkable in rows:
         if not linkable:
             continue
@@ -695,8 +1029,12 @@ def _collect_forms(tree: EntityTree, options: LinkerOptions) -> tuple[dict[str, 
         spellings += [
             (variant, 2 + origin) for text, origin in spellings for variant in _variants(text, kind)
         ]
+        if kind in _COMPOUND_KINDS:
+            spellings += [(split, 2 + origin) for text, origin in spellings if (split := compounds.split(text))]
+        if kind == "disease" and any(text[:9].lower() in _MODE_PREFIXES for text, _ in spellings):
+            spellings += _without_redundant_mode(spellings, attributes[row])
         for text, origin in spellings:
-            spelling = fold(text).strip()
+            spelling = _form_spelling(text)
             key = " ".join(spelling.split()) if "  " in spelling else spelling
             if not key:
                 continue

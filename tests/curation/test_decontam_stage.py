@@ -127,7 +127,8 @@ def test_small_profile_decontaminates_against_its_shared_benchmarks(monkeypatch,
     if shared is None or shared.resolve() != (REPO_ROOT.parent / "shared").resolve():
         pytest.skip("../shared beside the checkout not found: the small profile's benchmarks are unavailable")
     monkeypatch.chdir(REPO_ROOT)  # the profile's relative data_dir is read from the checkout
-    profile = load_profile("small", {"eval.benchmarks": ["vqa_rad", "medqa"]})  # two of its six keep this quick
+    # two of its six keep this quick (protocols of the benchmarks left out go too: the profile refuses them)
+    profile = load_profile("small", {"eval.benchmarks": ["vqa_rad", "medqa"]})
     assert {"vqa_rad", "medqa"} <= set(load_profile("small").eval.benchmarks)
     index = profile_eval_index(profile)
     assert index.skipped == {} and index.benchmarks["vqa_rad"] == 1798

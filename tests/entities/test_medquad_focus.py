@@ -66,15 +66,29 @@ def found(shared_dir, do_tree):
     return _found(shared_dir, do_tree)
 
 
-def test_focus_entity_found_in_questions(found):
+def _shares(found):
     ghr = [hits for document, hits in found if document["collection"] == "3_GHR_QA"]
     share_all = sum(bool(hits) for _, hits in found) / len(found)
     share_ghr = sum(bool(hits) for hits in ghr) / len(ghr)
-    # Measured with the longest-name rule: GHR 82.9% (900/1,086; 82.0% before the disease spelling variants "type N",
-    # "of the", "with or without ..." and "chromosome"/"spectrum"). The issue asks 90% for GHR: not met
-    # (docs/entities.md lists the misses by kind).
-    assert share_ghr >= 0.825, f"GHR {share_ghr:.3f} ({sum(bool(h) for h in ghr)}/{len(ghr)})"
-    assert share_all >= 0.80, f"GHR + NINDS {share_all:.3f}"
+    return share_ghr, share_all, f"GHR {share_ghr:.4f} ({sum(bool(h) for h in ghr)}/{len(ghr)}), all {share_all:.4f}"
+
+
+def test_focus_entity_found_in_questions(found):
+    share_ghr, share_all, figures = _shares(found)
+    # Measured with the longest-name rule: GHR 86.5% (939/1,086), GHR + NINDS 85.3% (1,159/1,359). Before this
+    # session's linking changes: 82.9% (900/1,086) and 82.3%. docs/entities.md lists the misses by kind.
+    assert share_ghr >= 0.86, figures
+    assert share_all >= 0.85, figures
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 11 asks 90% of GHR Focus entities; 86.5% measured: 31 Focus names are in no source under any "
+    "name MedQuAD gives, 39 carry a qualifier (nonsyndromic, isolated, juvenile ...) the tree has no node for",
+)
+def test_focus_entity_found_meets_the_issue_target(found):
+    share_ghr, _, figures = _shares(found)
+    assert share_ghr >= 0.90, figures
 
 
 def test_found_ghr_conditions_called_rare_are_flagged_rare(found, do_tree):

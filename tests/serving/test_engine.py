@@ -205,3 +205,55 @@ def test_packed_serving_view_computes_like_the_model_and_leaves_it_as_it_was(eng
     assert served_engine.model is not model
     prompts = [request(p, max_new_tokens=8) for p in PROMPTS]
     assert [r.text for r in served_engine.run_batch(prompts)] == [r.text for r in engine.run_batch(prompts)]
+
+
+def test_events_posted_while_the_loop_is_busy_ride_along_with_one_wake_up(monkeypatch):
+    """The scheduler thread posts three rounds while the event loop is still busy: the loop is woken across threads
+    once, and every event reaches its request's queue, in order."""
+    import threading
+    import time
+
+    from medfoundry.serving.batching import _Mailbox, _Pending
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        wake_ups = []
+        original = loop.call_soon_threadsafe
+        monkeypatch.setattr(loop, "call_soon_threadsafe", lambda *a: (wake_ups.append(a), original(*a))[1])
+        mailbox = _Mailbox(loop)
+        pending = [_Pending(request("x"), mailbox, asyncio.Queue()) for _ in range(2)]
+
+        def scheduler():
+            for step in range(3):
+                mailbox.post([(p, "delta", f"{i}:{step}") for i, p in enumerate(pending)])
+
+        thread = threading.Thread(target=scheduler)
+        thread.start()
+        thread.join()
+        time.sleep(0.05)  # the loop stays busy (blocked) while the three rounds arrive
+        received = [[await asyncio.wait_for(p.events.get(), 5) for _ in range(3)] for p in pending]
+        mailbox.post([(pending[0], "done", None)])  # the loop is idle again: a new post wakes it
+        assert await asyncio.wait_for(pending[0].events.get(), 5) == ("done", None)
+        return len(wake_ups), received
+
+    wake_ups, received = asyncio.run(scenario())
+    assert received == [[("delta", f"{i}:{step}") for step in range(3)] for i in range(2)]
+    assert wake_ups == 2
+
+
+def test_tiny_model_decodes_on_one_thread_and_leaves_the_callers_threads_as_they_were(engine, monkeypatch):
+    """The tiny model's forwards run on one intra-op thread (a second only costs it), whatever the caller set; the
+    caller's setting is back once the engine returns."""
+    import torch
+
+    seen = []
+    forward = engine.model.forward
+    monkeypatch.setattr(engine.model, "forward", lambda *a, **kw: (seen.append(torch.get_num_threads()), forward(*a, **kw))[1])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        engine.run_batch([request(PROMPTS[0], max_new_tokens=3), request(PROMPTS[1], max_new_tokens=3)])
+        assert engine.threads == 1 and seen and set(seen) == {1}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
