@@ -26,8 +26,7 @@ def test_rl_stage_logs_every_reward_component(workspace, rl_dataset, base_model_
     # mixture; smaller sizes keep the test short. `make demo` runs all four shipped phases.
     shipped = load_profile("tiny")
     alignment = [p.model_dump() for p in shipped.rl.phases if p.name == "alignment"]
-    # (its tool tasks only go to the tools phase: test_tools.py::test_rl_stage_calls_tools_with_the_tiny_profiles_tool_settings)
-    profile = load_profile("tiny", {"rl.num_generations": 2, "rl.max_completion_length": 12, "rl.agentic_tasks": 0,
+    profile = load_profile("tiny", {"rl.num_generations": 2, "rl.max_completion_length": 12,
                                     "rl.prompt_pool.samples_per_prompt": 2, "rl.phases": alignment})
     # play the curate stage: cache an entity tree where the rl stage looks for it (a hand vocabulary, no build)
     cache = Workspace.resolve(profile.workspace).cache / "entity_tree"
@@ -41,8 +40,8 @@ def test_rl_stage_logs_every_reward_component(workspace, rl_dataset, base_model_
     (child,) = tracking.stage_runs(parent)
     logged = child.data.metrics
     components = {name for p in shipped.rl.phases for name in (p.rewards or shipped.rl.rewards)}
-    assert components == {"exact_match", "format", "rubric", "evidence_grounding", "safety", "tool_use"}
-    for name in components - {"tool_use"}:  # tool_use: logged by the tools phase (the test named above)
+    assert components == {"exact_match", "format", "rubric", "evidence_grounding", "safety"}
+    for name in components:
         assert f"reward_{name}_applicable" in logged, name
     for name in ("exact_match", "format", "rubric", "safety"):  # apply to every completion
         assert logged[f"reward_{name}_applicable"] == 1.0 and f"reward_{name}_mean" in logged
